@@ -1,0 +1,167 @@
+"""Checkpoints: safetensors only (no pickle), written atomically, self-describing.
+
+A model file is `NAME.safetensors` whose header metadata holds the model config, the label
+vocabularies, the format version and the step, so a lone file copied into `models/cvae/` loads;
+the same JSON is written beside it as `NAME.json` for people and tools. Training state (optimizer,
+discriminator, EMA, history) goes through the same pack/unpack so resume needs no pickle either.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from .model import CVAE, ModelConfig
+
+FORMAT = "cvae-art"
+FORMAT_VERSION = 1
+_META_KEY = "cvae"
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+    """Write through a temp file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
+
+    return atomic_write(path, write)
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={_META_KEY: json.dumps(meta)}))
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The metadata of one of our checkpoints, or a CheckpointError that says what the file is."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(_META_KEY)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a safetensors file ({err}); a CVAE checkpoint is a .safetensors written by `cvae train`") from None
+    if raw is None:
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a CVAE checkpoint (no '{_META_KEY}' metadata); "
+            "is it a diffusion model or VAE from another tool?"
+        )
+    meta = json.loads(raw)
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {meta['format_version']} is newer than this code "
+            f"understands ({FORMAT_VERSION}); update cvae-art"
+        )
+    return meta
+
+
+def model_metadata(model: CVAE, step: int, extra: dict | None = None) -> dict:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": "model",
+        "step": int(step),
+        "model_config": model.config.to_dict(),
+        "vocab": model.vocab,
+        **(extra or {}),
+    }
+
+
+def save_model(model: CVAE, path: str | Path, step: int = 0, extra: dict | None = None, dtype: torch.dtype | None = None) -> Path:
+    """Write `path` (.safetensors) and its `.json` twin. `dtype=torch.float16` halves the file."""
+    path = Path(path)
+    meta = model_metadata(model, step, extra)
+    tensors = model.state_dict()
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+    save_tensors(path, tensors, meta)
+    write_json(path.with_suffix(".json"), meta)
+    return path
+
+
+def load_model(path: str | Path, device: str | torch.device | None = None) -> CVAE:
+    """A CVAE in eval mode (float32) from one of our checkpoints, on `device` (default: best)."""
+    meta = read_metadata(path)
+    model = CVAE(ModelConfig.from_dict(meta["model_config"]))
+    state = {k: v.float() for k, v in load_file(str(path)).items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not match the model config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.step = int(meta.get("step", 0))  # type: ignore[attr-defined]
+    model.source = str(path)  # type: ignore[attr-defined]
+    return model.to(resolve_device(device)).eval()
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+# -- nested state (optimizer state dicts, histories) without pickle ------------------------------
+def pack_state(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "s") -> Any:
+    """Replace tensors by references into `tensors`; the rest stays JSON (int keys kept)."""
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj
+        return {"__tensor__": prefix}
+    if isinstance(obj, dict):
+        return {"__dict__": [[k, pack_state(v, tensors, f"{prefix}.{k}")] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [pack_state(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
+    return obj
+
+
+def unpack_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        return {k: unpack_state(v, tensors) for k, v in obj["__dict__"]}
+    if isinstance(obj, list):
+        return [unpack_state(v, tensors) for v in obj]
+    return obj
+
+
+def save_state(path: str | Path, state: dict) -> Path:
+    tensors: dict[str, torch.Tensor] = {}
+    packed = pack_state(state, tensors)
+    return save_tensors(path, tensors, {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": "train_state", "state": packed})
+
+
+def load_state(path: str | Path) -> dict:
+    meta = read_metadata(path)
+    if meta.get("kind") != "train_state":
+        raise CheckpointError(f"{path} is a model file, not a training state")
+    return unpack_state(meta["state"], load_file(str(path)))

@@ -1,0 +1,120 @@
+"""Conditions: named categorical factors given as a label, a blend of labels, or null.
+
+A condition is a dict {factor: weights [B, n_labels + 1]}; the last column is the learned null
+label. Weights mix the factor's embeddings linearly, so a blend of two conditions is the blend of
+their weights, and a sweep between two styles is just a schedule over blend weights.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+Vocab = Mapping[str, list[str]]
+Cond = dict[str, torch.Tensor]
+# "style=noto" | "style=noto:0.5,openmoji:0.5;group=animals" | {"style": {"noto": 0.5, ...}}
+CondSpec = str | Mapping[str, "str | Mapping[str, float]"] | None
+
+
+class ConditionError(ValueError):
+    pass
+
+
+def parse_cond_spec(spec: CondSpec) -> dict[str, dict[str, float]]:
+    """Parse a condition spec into {factor: {label: weight}}; an absent factor means null."""
+    if spec is None:
+        return {}
+    if isinstance(spec, Mapping):
+        out: dict[str, dict[str, float]] = {}
+        for factor, value in spec.items():
+            out[factor] = {value: 1.0} if isinstance(value, str) else {k: float(w) for k, w in value.items()}
+        return out
+    out = {}
+    for part in filter(None, (p.strip() for p in spec.replace("\n", ";").split(";"))):
+        if "=" not in part:
+            raise ConditionError(f"condition {part!r}: expected FACTOR=LABEL or FACTOR=LABEL:W,LABEL:W")
+        factor, _, labels = part.partition("=")
+        weights: dict[str, float] = {}
+        for item in filter(None, (x.strip() for x in labels.split(","))):
+            label, sep, w = item.partition(":")
+            try:
+                weights[label.strip()] = float(w) if sep else 1.0
+            except ValueError:
+                raise ConditionError(f"condition {part!r}: weight {w!r} of {label!r} is not a number") from None
+        if not weights:
+            raise ConditionError(f"condition {part!r}: no label after '='")
+        out[factor.strip()] = weights
+    return out
+
+
+def make_condition(vocab: Vocab, spec: CondSpec = None, batch: int = 1, device: torch.device | str = "cpu") -> Cond:
+    """Weights for every factor of `vocab`; factors the spec leaves out get the null label.
+
+    Weights are normalised to sum to 1 (negative weights extrapolate, as in latent arithmetic).
+    """
+    parsed = parse_cond_spec(spec)
+    unknown = set(parsed) - set(vocab)
+    if unknown:
+        raise ConditionError(f"unknown condition factor(s) {sorted(unknown)}; this model has {sorted(vocab)}")
+    cond: Cond = {}
+    for factor, labels in vocab.items():
+        w = torch.zeros(len(labels) + 1)
+        if factor not in parsed or parsed[factor] == {"null": 1.0}:
+            w[-1] = 1.0
+        else:
+            for label, weight in parsed[factor].items():
+                if label == "null":
+                    w[-1] += weight
+                    continue
+                if label not in labels:
+                    raise ConditionError(
+                        f"unknown label {label!r} for factor {factor!r}; known: {', '.join(labels)}"
+                    )
+                w[labels.index(label)] += weight
+            total = float(w.sum())
+            if abs(total) < 1e-8:
+                raise ConditionError(f"weights for factor {factor!r} sum to zero")
+            w = w / total
+        cond[factor] = w.expand(batch, -1).clone().to(device)
+    return cond
+
+
+def labels_to_condition(vocab: Vocab, indices: Mapping[str, torch.Tensor]) -> Cond:
+    """One-hot weights from integer label indices per factor (-1 = null)."""
+    cond: Cond = {}
+    for factor, labels in vocab.items():
+        idx = indices[factor].long().clone()
+        idx[idx < 0] = len(labels)
+        cond[factor] = torch.nn.functional.one_hot(idx, len(labels) + 1).float()
+    return cond
+
+
+def blend_conditions(a: Cond, b: Cond, t: float | torch.Tensor) -> Cond:
+    """(1 - t) a + t b for every factor; t may be a [B] tensor for a per-frame sweep."""
+    if isinstance(t, torch.Tensor):
+        t = t.reshape(-1, 1)
+    return {k: (1 - t) * a[k] + t * b[k] for k in a}
+
+
+def repeat_condition(cond: Cond, batch: int) -> Cond:
+    """Broadcast a batch-1 condition to `batch` rows (or check that batches already match)."""
+    out: Cond = {}
+    for k, w in cond.items():
+        if w.shape[0] == batch:
+            out[k] = w
+        elif w.shape[0] == 1:
+            out[k] = w.expand(batch, -1)
+        else:
+            raise ConditionError(f"condition {k!r} has batch {w.shape[0]}, expected 1 or {batch}")
+    return out
+
+
+def describe_condition(vocab: Vocab, cond: Cond, row: int = 0) -> str:
+    """Human-readable spec of one row, e.g. 'style=noto:0.5,openmoji:0.5'."""
+    parts = []
+    for factor, labels in vocab.items():
+        w = cond[factor][row]
+        names = labels + ["null"]
+        items = [f"{names[i]}:{float(w[i]):.3g}" for i in range(len(names)) if abs(float(w[i])) > 1e-6]
+        parts.append(f"{factor}=" + ",".join(items))
+    return ";".join(parts)

@@ -1,0 +1,171 @@
+"""Training data: a folder of images labelled by sub-folder names or by a metadata.csv.
+
+Every image is decoded once (in DataLoader workers), composited, resized and cached as uint8 at
+the training resolution; unreadable files are skipped and reported, never a crash mid-run. The
+validation split is a hash of each file's relative path, so it is stable when files are added.
+"""
+from __future__ import annotations
+
+import csv
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .images import IMAGE_EXTENSIONS, ImageReadError, list_images, load_image
+
+# Above this many bytes the decoded cache lives in a memory-mapped file in the run folder.
+MEMORY_CACHE_LIMIT = 2 << 30
+
+
+class DataError(ValueError):
+    pass
+
+
+@dataclass
+class ImageSet:
+    """Decoded images (uint8 [N, R, R, 3]), integer labels per factor (-1 = none) and names."""
+
+    images: np.ndarray
+    labels: dict[str, np.ndarray]
+    vocab: dict[str, list[str]]
+    names: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def split(self, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        """(train indices, validation indices), by a hash of each name."""
+        if val_fraction <= 0 or len(self) < 2:
+            return np.arange(len(self)), np.arange(0)
+        h = np.array([zlib.crc32(n.encode()) % 10_000 for n in self.names])
+        val = h < val_fraction * 10_000
+        if val.all() or not val.any():  # tiny sets: keep at least one image on each side
+            val = np.zeros(len(self), bool)
+            val[int(np.argmin(h))] = True
+        return np.flatnonzero(~val), np.flatnonzero(val)
+
+
+def scan_folder(root: str | Path, conditions: list[str] | None) -> tuple[list[Path], dict[str, list[str | None]]]:
+    """Files and their raw labels. A metadata.csv wins over sub-folder names."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder")
+    meta = root / "metadata.csv"
+    if meta.is_file():
+        with open(meta, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or "path" not in rows[0]:
+            raise DataError(f"{meta}: needs a 'path' column and one column per condition factor")
+        factors = conditions or []
+        missing = [c for c in factors if c not in rows[0]]
+        if missing:
+            raise DataError(f"{meta}: no column {missing[0]!r} for --condition; columns: {', '.join(rows[0])}")
+        files = [root / r["path"] for r in rows if Path(r["path"]).suffix.lower() in IMAGE_EXTENSIONS]
+        labels = {c: [r[c] or None for r in rows if Path(r["path"]).suffix.lower() in IMAGE_EXTENSIONS] for c in factors}
+        return files, labels
+    files = list_images(root)
+    if conditions is None:
+        has_subfolders = any(len(p.relative_to(root).parts) > 1 for p in files)
+        conditions = ["label"] if has_subfolders else []
+    if len(conditions) > 1:
+        raise DataError(f"{root}: sub-folder names give one factor; for {conditions} use a metadata.csv")
+    labels = {
+        c: [p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else None for p in files]
+        for c in conditions
+    }
+    return files, labels
+
+
+class _DecodeDataset(Dataset):
+    def __init__(self, files: list[Path], size: int, background: str):
+        self.files, self.size, self.background = files, size, background
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        try:
+            return i, load_image(self.files[i], self.size, self.background), ""
+        except (ImageReadError, cv2.error) as err:
+            return i, np.zeros((self.size, self.size, 3), np.uint8), str(err)
+
+
+def load_image_set(
+    root: str | Path,
+    resolution: int,
+    conditions: list[str] | None = None,
+    background: str = "white",
+    workers: int = 2,
+    cache_dir: str | Path | None = None,
+    vocab: dict[str, list[str]] | None = None,
+    progress: bool = True,
+) -> ImageSet:
+    """Decode a folder into an ImageSet. `vocab` fixes the label order (when resuming)."""
+    root = Path(root)
+    files, raw = scan_folder(root, conditions)
+    if not files:
+        raise DataError(f"{root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}, recursively)")
+    if vocab is None:
+        vocab = {f: sorted({v for v in vals if v is not None}) for f, vals in raw.items()}
+    for f, labels in vocab.items():
+        if not labels:
+            raise DataError(f"{root}: condition {f!r} has no labels (no sub-folders or empty column)")
+    n, r = len(files), resolution
+    if cache_dir is not None and n * r * r * 3 > MEMORY_CACHE_LIMIT:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        images = np.lib.format.open_memmap(Path(cache_dir) / f"cache_{r}.npy", mode="w+", dtype=np.uint8, shape=(n, r, r, 3))
+    else:
+        images = np.empty((n, r, r, 3), np.uint8)
+    ok = np.ones(n, bool)
+    skipped: list[tuple[str, str]] = []
+    loader = DataLoader(
+        _DecodeDataset(files, r, background), batch_size=None, num_workers=workers,
+        persistent_workers=False, prefetch_factor=16 if workers else None,
+    )
+    for i, img, err in tqdm(loader, total=n, desc=f"decoding {root.name}", disable=not progress, unit="img"):
+        if err:
+            ok[i] = False
+            skipped.append((str(files[i]), err))
+        else:
+            images[i] = img
+    names = [str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in files]
+    keep = np.flatnonzero(ok)
+    labels = {}
+    for f, vals in raw.items():
+        idx = np.array([vocab[f].index(v) if v in vocab[f] else -1 for v in vals], np.int64)
+        labels[f] = idx[keep]
+    if len(keep) < n:
+        images = images[keep]
+    if not len(keep):
+        raise DataError(f"{root}: none of the {n} images could be read; first error: {skipped[0][1]}")
+    return ImageSet(images, labels, vocab, [names[i] for i in keep], skipped)
+
+
+def image_set_from_arrays(images: np.ndarray, labels: dict[str, list[str]] | None = None) -> ImageSet:
+    """An ImageSet from decoded uint8 [N,R,R,3] images and per-factor label strings."""
+    labels = labels or {}
+    vocab = {f: sorted(set(v)) for f, v in labels.items()}
+    idx = {f: np.array([vocab[f].index(x) for x in v], np.int64) for f, v in labels.items()}
+    for f, v in idx.items():
+        if len(v) != len(images):
+            raise DataError(f"condition {f!r}: {len(v)} labels for {len(images)} images")
+    return ImageSet(np.ascontiguousarray(images), idx, vocab, [f"image_{i:05d}" for i in range(len(images))])
+
+
+def batch_indices(train_idx: np.ndarray, batch_size: int, step: int, seed: int) -> np.ndarray:
+    """The batch for `step`: a function of (seed, step) only, so a resumed run sees the same data."""
+    n = len(train_idx)
+    per_epoch = max(1, n // batch_size) if n >= batch_size else 1
+    epoch, k = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).numpy()
+    if n < batch_size:
+        perm = np.resize(perm, batch_size)
+        return train_idx[perm]
+    return train_idx[perm[k * batch_size : (k + 1) * batch_size]]

@@ -1,0 +1,239 @@
+"""Every training loss in one module, in the spirit of taming-transformers' vqperceptual.py.
+
+Units: per-image sums over the D = 3*H*W pixel values, averaged over the batch, so that the
+reconstruction term is a real negative log-likelihood and beta = 1 is the ELBO. Mean-type losses
+(SSIM, LPIPS) are scaled by D to live on the same scale, as taming does.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+LPIPS_BACKBONES = {
+    "alex": "alexnet-owt-7be5be79.pth",
+    "vgg": "vgg16-397923af.pth",
+    "squeeze": "squeezenet1_1-b8a52dc0.pth",
+}
+
+
+@dataclass
+class LossConfig:
+    beta: float = 1.0
+    kl_warmup_steps: int = 1000
+    free_bits: float = 0.0  # nats per latent dimension (batch-averaged), below which KL is free
+    ssim_weight: float = 0.0
+    ms_ssim_weight: float = 0.0
+    lpips_weight: float = 0.0
+    lpips_net: str = "alex"
+    lpips_weights: str | None = None  # a torchvision backbone file; default $TORCH_HOME/hub/checkpoints
+    lpips_random_backbone: bool = False  # wiring tests and timing only: no perceptual meaning
+    adv_weight: float = 0.0
+    adv_start: int = 2000
+    disc_channels: int = 64
+    disc_layers: int = 3
+    disc_lr: float = 2e-4
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LossConfig":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+# -- reconstruction and KL ---------------------------------------------------------------------
+def reconstruction_nll(kind: str, logits: torch.Tensor, target: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """Per-image negative log-likelihood (or its stand-in for mse/l1), shape [B]."""
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).sum(1)
+    x = torch.sigmoid(logits)
+    if kind == "mse":
+        return (x - target).pow(2).flatten(1).sum(1)
+    if kind == "l1":
+        return (x - target).abs().flatten(1).sum(1)
+    if kind == "gaussian":
+        log_sigma = log_sigma.clamp(min=math.log(1e-3))
+        d = target[0].numel()
+        sq = (x - target).pow(2).flatten(1).sum(1)
+        return sq / (2 * torch.exp(2 * log_sigma)) + d * (log_sigma + 0.5 * math.log(2 * math.pi))
+    raise ValueError(f"unknown reconstruction loss {kind!r}")
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per latent dimension, shape [B, Z]."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+def kl_term(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """Batch-mean KL per image with free bits: dimensions under `free_bits` nats cost nothing."""
+    per_dim = kl_divergence(mu, logvar).mean(0)
+    if free_bits > 0:
+        per_dim = per_dim.clamp(min=free_bits)
+    return per_dim.sum()
+
+
+def kl_weight(cfg: LossConfig, step: int) -> float:
+    if cfg.kl_warmup_steps <= 0:
+        return cfg.beta
+    return cfg.beta * min(1.0, (step + 1) / cfg.kl_warmup_steps)
+
+
+# -- perceptual ----------------------------------------------------------------------------------
+class LPIPSWeightsMissing(FileNotFoundError):
+    pass
+
+
+def lpips_backbone_path(net: str, weights: str | None = None) -> Path:
+    if net not in LPIPS_BACKBONES:
+        raise ValueError(f"LPIPS net must be one of {sorted(LPIPS_BACKBONES)}, got {net!r}")
+    if weights:
+        return Path(weights)
+    return Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_BACKBONES[net]
+
+
+def build_lpips(net: str = "alex", weights: str | None = None, random_backbone: bool = False) -> nn.Module:
+    """LPIPS with its real backbone loaded from disk, never downloaded.
+
+    The `lpips` package ships its linear heads but fetches the torchvision backbone at
+    construction, which fails offline; we build it with a random backbone and copy the real
+    ImageNet weights in from the file. `random_backbone=True` is for wiring tests and timing only.
+    """
+    from ._torchvision import import_torchvision
+
+    tv = import_torchvision()
+    import lpips
+
+    model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+    if not random_backbone:
+        path = lpips_backbone_path(net, weights)
+        if not path.is_file():
+            raise LPIPSWeightsMissing(
+                f"LPIPS ({net}) needs the torchvision backbone weights {LPIPS_BACKBONES[net]}, not found at {path}. "
+                f"Copy that file there (or pass its path with --lpips-weights), or train without LPIPS: "
+                f"--ssim-weight / --ms-ssim-weight are perceptual and need no weights, and --adv-weight adds sharpness."
+            )
+        backbone = {"alex": tv.models.alexnet, "vgg": tv.models.vgg16, "squeeze": tv.models.squeezenet1_1}[net]()
+        backbone.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        for name, part in model.net.named_children():
+            if name.startswith("slice"):
+                for idx, layer in part.named_children():
+                    layer.load_state_dict(backbone.features[int(idx)].state_dict())
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """1 - SSIM per image (11x11 Gaussian window), shape [B]."""
+    import kornia
+
+    return 1.0 - kornia.metrics.ssim(x, y, window_size=11).flatten(1).mean(1)
+
+
+class MSSSIMLoss(nn.Module):
+    """1 - MS-SSIM per image (kornia's Gaussian multi-scale form, without its L1 mix)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import kornia
+
+        self.inner = kornia.losses.MS_SSIMLoss(alpha=0.0, compensation=1.0, reduction="none")
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.inner(x, y).flatten(1).mean(1)
+
+
+# -- adversarial ---------------------------------------------------------------------------------
+class PatchDiscriminator(nn.Module):
+    """PatchGAN (pix2pix / taming NLayerDiscriminator): one real/fake logit per patch."""
+
+    def __init__(self, channels: int = 64, layers: int = 3):
+        super().__init__()
+        mods: list[nn.Module] = [nn.Conv2d(3, channels, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        ch = channels
+        for i in range(1, layers + 1):
+            nxt = channels * min(2**i, 8)
+            stride = 2 if i < layers else 1
+            mods += [nn.Conv2d(ch, nxt, 4, stride, 1, bias=False), nn.BatchNorm2d(nxt), nn.LeakyReLU(0.2, True)]
+            ch = nxt
+        mods.append(nn.Conv2d(ch, 1, 4, 1, 1))
+        self.net = nn.Sequential(*mods)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x * 2 - 1)
+
+
+def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean())
+
+
+def adaptive_weight(nll: torch.Tensor, g_loss: torch.Tensor, last_layer: torch.Tensor, max_weight: float = 1e4) -> torch.Tensor:
+    """||d nll / d W_last|| / ||d g_loss / d W_last||: balances the GAN gradient against the
+    reconstruction gradient at the decoder's last layer (Esser et al., taming-transformers)."""
+    nll_grad = torch.autograd.grad(nll, last_layer, retain_graph=True)[0]
+    g_grad = torch.autograd.grad(g_loss, last_layer, retain_graph=True)[0]
+    return (nll_grad.norm() / (g_grad.norm() + 1e-4)).clamp(0.0, max_weight).detach()
+
+
+class VAELoss(nn.Module):
+    """The whole objective: generator side and discriminator side, each term logged on its own."""
+
+    def __init__(self, cfg: LossConfig, recon: str):
+        super().__init__()
+        self.cfg = cfg
+        self.recon = recon
+        self.lpips = build_lpips(cfg.lpips_net, cfg.lpips_weights, cfg.lpips_random_backbone) if cfg.lpips_weight > 0 else None
+        self.ms_ssim = MSSSIMLoss() if cfg.ms_ssim_weight > 0 else None
+        self.disc = PatchDiscriminator(cfg.disc_channels, cfg.disc_layers) if cfg.adv_weight > 0 else None
+
+    def adversarial_active(self, step: int) -> bool:
+        return self.disc is not None and step >= self.cfg.adv_start
+
+    def generator(
+        self, x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+        log_sigma: torch.Tensor, last_layer: torch.Tensor, step: int,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.cfg
+        d = x[0].numel()
+        nll = reconstruction_nll(self.recon, logits, x, log_sigma).mean()
+        logs = {"recon": float(nll)}
+        x_hat = torch.sigmoid(logits)
+        if cfg.ssim_weight > 0:
+            s = ssim_loss(x_hat, x).mean()
+            nll = nll + cfg.ssim_weight * d * s
+            logs["ssim"] = float(s)
+        if self.ms_ssim is not None:
+            s = self.ms_ssim(x_hat, x).mean()
+            nll = nll + cfg.ms_ssim_weight * d * s
+            logs["ms_ssim"] = float(s)
+        if self.lpips is not None:
+            p = self.lpips(x_hat, x, normalize=True).mean()
+            nll = nll + cfg.lpips_weight * d * p
+            logs["lpips"] = float(p)
+        kl = kl_term(mu, logvar, cfg.free_bits)
+        total = nll + kl_weight(cfg, step) * kl
+        logs["kl"] = float(kl_divergence(mu, logvar).sum(1).mean())
+        if self.adversarial_active(step):
+            assert self.disc is not None
+            self.disc.requires_grad_(False)
+            g_loss = -self.disc(x_hat).mean()
+            self.disc.requires_grad_(True)
+            w = adaptive_weight(nll, g_loss, last_layer) * cfg.adv_weight
+            total = total + w * g_loss
+            logs["g_adv"] = float(g_loss)
+            logs["adv_w"] = float(w)
+        logs["loss"] = float(total)
+        return total, logs
+
+    def discriminator(self, x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        assert self.disc is not None
+        real, fake = self.disc(x), self.disc(x_hat.detach())
+        loss = hinge_d_loss(real, fake)
+        return loss, {"d_loss": float(loss), "d_real": float(real.mean()), "d_fake": float(fake.mean())}

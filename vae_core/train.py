@@ -1,0 +1,297 @@
+"""Training: read top to bottom. AdamW, EMA weights for sampling, gradient clipping, a NaN guard,
+atomic checkpoints, exact resume, sample grids and a loss plot in the run folder.
+
+Everything random in a step (batch, label dropout, flips, reparameterisation noise) is drawn from
+a generator seeded by (seed, step), so a resumed run continues exactly as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import load_state, resolve_device, save_model, save_state, write_json
+from .conditions import labels_to_condition
+from .data import ImageSet, batch_indices, load_image_set
+from .images import grid, save_png, to_tensor
+from .losses import LossConfig, VAELoss
+from .metrics import quality_report
+from .model import CVAE, ModelConfig
+from .plots import loss_plot
+
+RUN_CONFIG = "config.json"
+STATE_FILE = "state.safetensors"
+MODEL_FILE = "model.safetensors"
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    out: str = "runs/cvae"
+    conditions: list[str] | None = None  # None: sub-folder names when there are sub-folders
+    steps: int = 20_000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    ema_decay: float = 0.999
+    grad_clip: float = 1e5  # total-norm clip; losses are per-image sums, so norms are large
+    label_dropout: float = 0.1  # teaches the null condition
+    val_fraction: float = 0.05
+    seed: int = 0
+    background: str = "white"
+    augment: str = "none"  # none | flip
+    log_every: int = 50
+    checkpoint_every: int = 500
+    sample_every: int = 500
+    keep_checkpoints: int = 3
+    workers: int = 2
+    amp: bool = False  # bf16 autocast, where the device does bf16 well
+    device: str = "auto"
+    max_minutes: float = 0.0  # stop (and save) after this much wall time; 0 = no limit
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model"], d["loss"] = self.model.to_dict(), self.loss.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        model = ModelConfig.from_dict(d.pop("model", {}))
+        loss = LossConfig.from_dict(d.pop("loss", {}))
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__}, model=model, loss=loss)
+
+
+@dataclass
+class TrainResult:
+    model: CVAE  # EMA weights, eval mode
+    history: list[dict]
+    run_dir: Path
+    step: int
+    skipped: list[tuple[str, str]]
+    stopped: str  # "done" | "time limit"
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data: ImageSet | None = None,
+        resume: bool = False,
+        progress: bool = True,
+        callback: Callable[[int, int, dict], None] | None = None,
+    ):
+        self.run_dir = Path(cfg.out)
+        self.progress, self.callback = progress, callback
+        state = None
+        if resume:
+            state_path = self.run_dir / STATE_FILE
+            if not state_path.is_file():
+                raise FileNotFoundError(f"--resume: {state_path} does not exist; nothing to resume in {self.run_dir}")
+            saved = TrainConfig.from_dict(json.loads((self.run_dir / RUN_CONFIG).read_text())["train"])
+            saved.steps, saved.max_minutes = cfg.steps, cfg.max_minutes  # the two things a resume may change
+            saved.data = cfg.data or saved.data
+            cfg = saved
+            state = load_state(state_path)
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        if data is None:
+            data = load_image_set(
+                cfg.data, cfg.model.resolution, cfg.conditions, cfg.background, cfg.workers,
+                cache_dir=self.run_dir / "cache", vocab=cfg.model.conditions or None if resume else None,
+                progress=progress,
+            )
+        if data.images.shape[1] != cfg.model.resolution:
+            raise ValueError(f"images are {data.images.shape[1]} px, the model is {cfg.model.resolution} px")
+        self.data = data
+        cfg.model.conditions = data.vocab
+        self.train_idx, self.val_idx = data.split(cfg.val_fraction)
+        torch.manual_seed(cfg.seed)  # initial weights
+        self.model = CVAE(cfg.model).to(self.device)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
+        self.loss = VAELoss(cfg.loss, cfg.model.recon).to(self.device)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+        self.d_opt = (
+            torch.optim.AdamW(self.loss.disc.parameters(), lr=cfg.loss.disc_lr, betas=(0.5, 0.9), weight_decay=0.0)
+            if self.loss.disc is not None else None
+        )
+        self.step, self.history = 0, []
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            self.ema.load_state_dict(state["ema"])
+            self.opt.load_state_dict(state["opt"])
+            if self.loss.disc is not None:
+                self.loss.disc.load_state_dict(state["disc"])
+                self.d_opt.load_state_dict(state["disc_opt"])  # type: ignore[union-attr]
+            self.step, self.history = int(state["step"]), list(state["history"])
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.run_dir / RUN_CONFIG, {"train": cfg.to_dict()})
+
+    # -- one step ------------------------------------------------------------------------------
+    def _batch(self, step: int) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        cfg = self.cfg
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        idx = batch_indices(self.train_idx, cfg.batch_size, step, cfg.seed)
+        x = to_tensor(self.data.images[idx])
+        if cfg.augment == "flip":
+            flip = torch.rand(len(idx), generator=g) < 0.5
+            x[flip] = x[flip].flip(-1)
+        labels = {}
+        for f, values in self.data.labels.items():
+            lab = torch.from_numpy(values[idx]).clone()
+            lab[torch.rand(len(idx), generator=g) < cfg.label_dropout] = -1
+            labels[f] = lab
+        cond = {k: v.to(self.device) for k, v in labels_to_condition(self.data.vocab, labels).items()}
+        eps = torch.randn(len(idx), cfg.model.latent_dim, generator=g)
+        return x.to(self.device), cond, eps.to(self.device)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        cfg = self.cfg
+        x, cond, eps = self._batch(step)
+        self.model.train()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+            logits, mu, logvar = self.model(x, cond, eps)
+        logits, mu, logvar = logits.float(), mu.float(), logvar.float()
+        loss, logs = self.loss.generator(x, logits, mu, logvar, self.model.log_sigma, self.model.decoder.last_layer, step)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss became {float(loss)} at step {step} ({', '.join(f'{k}={v:.4g}' for k, v in logs.items())}). "
+                f"The last good checkpoint is {self.run_dir / MODEL_FILE}; resume with a lower --lr or --grad-clip."
+            )
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
+        self.opt.step()
+        if self.loss.adversarial_active(step):
+            assert self.d_opt is not None
+            d_loss, d_logs = self.loss.discriminator(x, torch.sigmoid(logits).detach())
+            self.d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.d_opt.step()
+            logs.update(d_logs)
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, p in zip(self.ema.parameters(), self.model.parameters()):
+                pe.lerp_(p, 1 - decay)
+        logs["sigma"] = float(self.model.log_sigma.exp())
+        return logs
+
+    # -- the loop ------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        start_time = time.time()
+        pending: dict[str, list[float]] = {}
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not self.progress, dynamic_ncols=True)
+        stopped = "done"
+        t_log, imgs = time.time(), 0
+        try:
+            while self.step < cfg.steps:
+                logs = self.train_step(self.step)
+                self.step += 1
+                imgs += cfg.batch_size
+                for k, v in logs.items():
+                    pending.setdefault(k, []).append(v)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    entry = {"step": self.step, **{k: float(np.mean(v)) for k, v in pending.items()}}
+                    entry["images_per_s"] = imgs / max(time.time() - t_log, 1e-9)
+                    self.history.append(entry)
+                    pending, t_log, imgs = {}, time.time(), 0
+                    bar.set_postfix({k: f"{entry[k]:.4g}" for k in ("loss", "recon", "kl", "images_per_s") if k in entry})
+                bar.update(1)
+                if self.callback is not None:
+                    self.callback(self.step, cfg.steps, self.history[-1] if self.history else {})
+                if self.step % cfg.sample_every == 0:
+                    self.save_samples()
+                if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                    self.save()
+                if cfg.max_minutes and time.time() - start_time > cfg.max_minutes * 60:
+                    stopped = "time limit"
+                    break
+        except TrainingDiverged:
+            raise
+        except BaseException:
+            # Ctrl-C or a cancel from the host: keep the work done so far.
+            self.save()
+            if self.progress:
+                tqdm.write(f"interrupted at step {self.step}; saved {self.run_dir / STATE_FILE} (continue with --resume)")
+            raise
+        finally:
+            bar.close()
+        self.save(validate=True)
+        self.save_samples()
+        return TrainResult(self.ema, self.history, self.run_dir, self.step, self.data.skipped, stopped)
+
+    # -- outputs -------------------------------------------------------------------------------
+    def validate(self, limit: int = 256) -> dict[str, float]:
+        idx = self.val_idx[:limit] if len(self.val_idx) else self.train_idx[:limit]
+        x = to_tensor(self.data.images[idx]).to(self.device)
+        cond = labels_to_condition(self.data.vocab, {f: torch.from_numpy(v[idx]) for f, v in self.data.labels.items()})
+        with torch.inference_mode():
+            mu, logvar = self.ema.encode(x, cond)
+            recon = self.ema.decode(mu, cond)
+            kl = float(0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean())
+        report = {f"val_{k}": v for k, v in quality_report(recon.cpu(), x.cpu()).items()}
+        report["val_kl"] = kl
+        return report
+
+    def save(self, validate: bool = False) -> Path:
+        state = {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "opt": self.opt.state_dict(),
+            "history": self.history,
+        }
+        if self.loss.disc is not None:
+            state["disc"] = self.loss.disc.state_dict()
+            state["disc_opt"] = self.d_opt.state_dict()  # type: ignore[union-attr]
+        save_state(self.run_dir / STATE_FILE, state)
+        extra: dict = {"train_config": self.cfg.to_dict()}
+        if validate:
+            extra["validation"] = self.validate()
+            if self.history:
+                self.history[-1].update(extra["validation"])
+        path = save_model(self.ema, self.run_dir / MODEL_FILE, self.step, extra)
+        snap = save_model(self.ema, self.run_dir / "checkpoints" / f"step_{self.step:07d}.safetensors", self.step, extra)
+        old = sorted(snap.parent.glob("step_*.safetensors"))[: -self.cfg.keep_checkpoints]
+        for f in old:
+            f.unlink()
+            f.with_suffix(".json").unlink(missing_ok=True)
+        if self.history:
+            save_png(self.run_dir / "loss.png", loss_plot(self.history))
+        return path
+
+    def save_samples(self, per_row: int = 8) -> Path:
+        """Rows of prior samples per label of the first factor (fixed seed), then val reconstructions."""
+        rows = []
+        factors = list(self.data.vocab)
+        specs = [f"{factors[0]}={lab}" for lab in self.data.vocab[factors[0]][:8]] if factors else [None]
+        with torch.inference_mode():
+            for spec in specs:
+                rows.append(self.ema.sample(per_row, self.ema.condition(spec, per_row), seed=1234).cpu())
+            idx = (self.val_idx if len(self.val_idx) else self.train_idx)[:per_row]
+            x = to_tensor(self.data.images[idx]).to(self.device)
+            cond = labels_to_condition(self.data.vocab, {f: torch.from_numpy(v[idx]) for f, v in self.data.labels.items()})
+            mu, _ = self.ema.encode(x, cond)
+            rows += [x.cpu(), self.ema.decode(mu, cond).cpu()]
+        images = torch.cat([r if len(r) == per_row else torch.cat([r, torch.ones(per_row - len(r), *r.shape[1:])]) for r in rows])
+        return save_png(self.run_dir / "samples" / f"step_{self.step:07d}.png", grid(images, nrow=per_row))
+
+
+def train(cfg: TrainConfig, data: ImageSet | None = None, resume: bool = False, progress: bool = True,
+          callback: Callable[[int, int, dict], None] | None = None) -> TrainResult:
+    return Trainer(cfg, data, resume, progress, callback).run()
