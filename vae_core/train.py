@@ -217,7 +217,7 @@ class Trainer:
                 if self.step % cfg.sample_every == 0:
                     self.save_samples()
                 if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
-                    self.save()
+                    self.save(validate=True)
                 if cfg.max_minutes and time.time() - start_time > cfg.max_minutes * 60:
                     stopped = "time limit"
                     break
