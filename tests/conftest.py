@@ -1,0 +1,80 @@
+"""Shared fixtures: small real data written to disk and a tiny model really trained on it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from cvae_art.vae_core.losses import LossConfig
+from cvae_art.vae_core.model import ModelConfig
+from cvae_art.vae_core.train import TrainConfig, train
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shapes_image(style: str, rng: np.random.Generator, size: int = 32) -> np.ndarray:
+    """An RGB uint8 picture: style 'disc' = a filled disc, 'ring' = an outlined square."""
+    img = np.full((size, size, 3), 255, np.uint8)
+    color = tuple(int(c) for c in rng.integers(0, 200, 3))
+    cx, cy = (int(v) for v in rng.integers(size // 3, 2 * size // 3, 2))
+    r = int(rng.integers(size // 6, size // 3))
+    if style == "disc":
+        cv2.circle(img, (cx, cy), r, color, -1)
+    else:
+        cv2.rectangle(img, (cx - r, cy - r), (cx + r, cy + r), color, 2)
+    return img
+
+
+def write_shapes_folder(root: Path, per_style: int = 24, size: int = 32, seed: int = 0) -> Path:
+    """root/disc/*.png and root/ring/*.png, real PNG files."""
+    rng = np.random.default_rng(seed)
+    for style in ("disc", "ring"):
+        (root / style).mkdir(parents=True, exist_ok=True)
+        for i in range(per_style):
+            cv2.imwrite(str(root / style / f"{style}_{i:03d}.png"), shapes_image(style, rng, size)[:, :, ::-1])
+    return root
+
+
+def tiny_config(data: Path, out: Path, steps: int = 40, **loss) -> TrainConfig:
+    return TrainConfig(
+        data=str(data), out=str(out), steps=steps, batch_size=16, lr=2e-3, workers=0,
+        checkpoint_every=1000, sample_every=1000, log_every=10, val_fraction=0.1, seed=0,
+        model=ModelConfig(resolution=32, latent_dim=16, base_channels=16, max_channels=64),
+        loss=LossConfig(kl_warmup_steps=10, **loss),
+    )
+
+
+@pytest.fixture(scope="session")
+def shapes_folder(tmp_path_factory) -> Path:
+    return write_shapes_folder(tmp_path_factory.mktemp("shapes"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(shapes_folder, tmp_path_factory):
+    """A TrainResult of a 32 px model trained 150 real steps on the shapes folder."""
+    torch.manual_seed(0)
+    return train(tiny_config(shapes_folder, tmp_path_factory.mktemp("run"), steps=150), progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tiny_run) -> Path:
+    return tiny_run.run_dir / "model.safetensors"
+
+
+@pytest.fixture()
+def tiny_model(tiny_model_path):
+    from cvae_art.vae_core.checkpoint import load_model
+
+    return load_model(tiny_model_path, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def emoji_dir() -> Path:
+    path = SHARED_DATA / "emoji_styles"
+    if not (path / "metadata.csv").is_file():
+        pytest.skip(f"shared emoji data not found at {path}")
+    return path
