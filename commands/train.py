@@ -30,6 +30,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lpips-weights", help="path to the torchvision backbone file (default: $TORCH_HOME/hub/checkpoints)")
     p.add_argument("--adv-weight", type=float, default=0.0, help="PatchGAN hinge loss weight (0 = off)")
     p.add_argument("--adv-start", type=int, default=2000, help="step at which the discriminator starts")
+    p.add_argument("--disc-channels", type=int, default=64, help="PatchGAN width (32 is enough at 64 px and half the cost)")
     p.add_argument("--label-dropout", type=float, default=0.1)
     p.add_argument("--augment", choices=["none", "flip"], default="none")
     p.add_argument("--background", default="white", help="colour that transparent pixels are composited on")
@@ -58,7 +59,8 @@ def _train_run(a: argparse.Namespace) -> int:
                           max_channels=a.max_channels, recon=a.recon),
         loss=LossConfig(beta=a.beta, kl_warmup_steps=a.kl_warmup, free_bits=a.free_bits, ssim_weight=a.ssim_weight,
                         ms_ssim_weight=a.ms_ssim_weight, lpips_weight=a.lpips_weight, lpips_net=a.lpips_net,
-                        lpips_weights=a.lpips_weights, adv_weight=a.adv_weight, adv_start=a.adv_start),
+                        lpips_weights=a.lpips_weights, adv_weight=a.adv_weight, adv_start=a.adv_start,
+                        disc_channels=a.disc_channels),
     )
     result = train(cfg, resume=a.resume)
     for path, why in result.skipped:
