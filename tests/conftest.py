@@ -16,6 +16,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_cpu_thread():
+    # The tests run many tiny 32 px steps; one intra-op thread is several times faster for them
+    # than two, and immune to oversubscription when other processes share the cores (measured).
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def shapes_image(style: str, rng: np.random.Generator, size: int = 32) -> np.ndarray:
     """An RGB uint8 picture: style 'disc' = a filled disc, 'ring' = an outlined square."""
     img = np.full((size, size, 3), 255, np.uint8)

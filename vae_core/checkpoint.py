@@ -39,11 +39,18 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a model file is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | Path, data: Any) -> Path:
@@ -73,7 +80,10 @@ def read_metadata(path: str | Path) -> dict:
             f"{path} is a safetensors file but not a CVAE checkpoint (no '{_META_KEY}' metadata); "
             "is it a diffusion model or VAE from another tool?"
         )
-    meta = json.loads(raw)
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: its '{_META_KEY}' metadata is not valid JSON ({err})") from None
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
@@ -111,9 +121,14 @@ def save_model(model: CVAE, path: str | Path, step: int = 0, extra: dict | None 
 def load_model(path: str | Path, device: str | torch.device | None = None) -> CVAE:
     """A CVAE in eval mode (float32) from one of our checkpoints, on `device` (default: best)."""
     meta = read_metadata(path)
+    if meta.get("kind", "model") != "model":
+        raise CheckpointError(f"{path} is a training state ({meta.get('kind')}), not a model; load the model.safetensors beside it")
     model = CVAE(ModelConfig.from_dict(meta["model_config"]))
     state = {k: v.float() for k, v in load_file(str(path)).items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise CheckpointError(f"{path}: weights do not match the model config ({err})") from None
     if missing or unexpected:
         raise CheckpointError(f"{path}: weights do not match the model config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.step = int(meta.get("step", 0))  # type: ignore[attr-defined]

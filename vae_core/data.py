@@ -141,10 +141,15 @@ def load_image_set(
     for f, vals in raw.items():
         idx = np.array([vocab[f].index(v) if v in vocab[f] else -1 for v in vals], np.int64)
         labels[f] = idx[keep]
-    if len(keep) < n:
-        images = images[keep]
     if not len(keep):
         raise DataError(f"{root}: none of the {n} images could be read; first error: {skipped[0][1]}")
+    if len(keep) < n:
+        # Compact in place (keep is increasing, so j <= i): `images[keep]` would copy a
+        # memory-mapped cache into RAM, which is what the memmap is there to avoid.
+        for j, i in enumerate(keep):
+            if j != i:
+                images[j] = images[i]
+        images = images[: len(keep)]
     return ImageSet(images, labels, vocab, [names[i] for i in keep], skipped)
 
 

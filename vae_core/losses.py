@@ -7,6 +7,8 @@ reconstruction term is a real negative log-likelihood and beta = 1 is the ELBO. 
 from __future__ import annotations
 
 import math
+import pickle
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -105,20 +107,31 @@ def build_lpips(net: str = "alex", weights: str | None = None, random_backbone: 
     """
     from ._torchvision import import_torchvision
 
-    tv = import_torchvision()
-    import lpips
-
-    model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+    path = lpips_backbone_path(net, weights)  # checks the net name before anything is built
+    state = None
     if not random_backbone:
-        path = lpips_backbone_path(net, weights)
         if not path.is_file():
             raise LPIPSWeightsMissing(
                 f"LPIPS ({net}) needs the torchvision backbone weights {LPIPS_BACKBONES[net]}, not found at {path}. "
                 f"Copy that file there (or pass its path with --lpips-weights), or train without LPIPS: "
                 f"--ssim-weight / --ms-ssim-weight are perceptual and need no weights, and --adv-weight adds sharpness."
             )
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as err:
+            raise ValueError(f"{path}: not the torchvision {net} weights LPIPS needs ({LPIPS_BACKBONES[net]}): {err}") from None
+    tv = import_torchvision()
+    import lpips
+
+    with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=`
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)
+    if state is not None:
         backbone = {"alex": tv.models.alexnet, "vgg": tv.models.vgg16, "squeeze": tv.models.squeezenet1_1}[net]()
-        backbone.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        try:
+            backbone.load_state_dict(state)
+        except RuntimeError as err:
+            raise ValueError(f"{path}: not the torchvision {net} weights LPIPS needs ({LPIPS_BACKBONES[net]}): {err}") from None
         for name, part in model.net.named_children():
             if name.startswith("slice"):
                 for idx, layer in part.named_children():
@@ -135,13 +148,18 @@ def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 class MSSSIMLoss(nn.Module):
-    """1 - MS-SSIM per image (kornia's Gaussian multi-scale form, without its L1 mix)."""
+    """1 - MS-SSIM per image (kornia's Gaussian multi-scale form, without its L1 mix).
+
+    Kornia's loss is alpha * (1 - MS-SSIM) + (1 - alpha) * Gaussian-L1, so alpha = 1 is pure
+    MS-SSIM (alpha = 0 would be a blurred L1). Its scales are Gaussians at full resolution, not a
+    dyadic pyramid, so it has no minimum image size (32 px works).
+    """
 
     def __init__(self) -> None:
         super().__init__()
         import kornia
 
-        self.inner = kornia.losses.MS_SSIMLoss(alpha=0.0, compensation=1.0, reduction="none")
+        self.inner = kornia.losses.MS_SSIMLoss(alpha=1.0, compensation=1.0, reduction="none")
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.inner(x, y).flatten(1).mean(1)
@@ -203,23 +221,23 @@ class VAELoss(nn.Module):
         cfg = self.cfg
         d = x[0].numel()
         nll = reconstruction_nll(self.recon, logits, x, log_sigma).mean()
-        logs = {"recon": float(nll)}
+        logs = {"recon": float(nll.detach())}
         x_hat = torch.sigmoid(logits)
         if cfg.ssim_weight > 0:
             s = ssim_loss(x_hat, x).mean()
             nll = nll + cfg.ssim_weight * d * s
-            logs["ssim"] = float(s)
+            logs["ssim"] = float(s.detach())
         if self.ms_ssim is not None:
             s = self.ms_ssim(x_hat, x).mean()
             nll = nll + cfg.ms_ssim_weight * d * s
-            logs["ms_ssim"] = float(s)
+            logs["ms_ssim"] = float(s.detach())
         if self.lpips is not None:
             p = self.lpips(x_hat, x, normalize=True).mean()
             nll = nll + cfg.lpips_weight * d * p
-            logs["lpips"] = float(p)
+            logs["lpips"] = float(p.detach())
         kl = kl_term(mu, logvar, cfg.free_bits)
         total = nll + kl_weight(cfg, step) * kl
-        logs["kl"] = float(kl_divergence(mu, logvar).sum(1).mean())
+        logs["kl"] = float(kl_divergence(mu, logvar).detach().sum(1).mean())
         if self.adversarial_active(step):
             assert self.disc is not None
             self.disc.requires_grad_(False)
@@ -227,13 +245,13 @@ class VAELoss(nn.Module):
             self.disc.requires_grad_(True)
             w = adaptive_weight(nll, g_loss, last_layer) * cfg.adv_weight
             total = total + w * g_loss
-            logs["g_adv"] = float(g_loss)
+            logs["g_adv"] = float(g_loss.detach())
             logs["adv_w"] = float(w)
-        logs["loss"] = float(total)
+        logs["loss"] = float(total.detach())
         return total, logs
 
     def discriminator(self, x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         assert self.disc is not None
         real, fake = self.disc(x), self.disc(x_hat.detach())
         loss = hinge_d_loss(real, fake)
-        return loss, {"d_loss": float(loss), "d_real": float(real.mean()), "d_fake": float(fake.mean())}
+        return loss, {"d_loss": float(loss.detach()), "d_real": float(real.detach().mean()), "d_fake": float(fake.detach().mean())}

@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -34,6 +36,24 @@ MODEL_FILE = "model.safetensors"
 
 class TrainingDiverged(RuntimeError):
     pass
+
+
+def _defer_sigint() -> tuple[Callable[[], bool], Callable[[], None]]:
+    """(interrupted, restore): Ctrl-C sets a flag the loop checks between steps, because an
+    interrupt landing after the optimizer step but before the EMA update would save a state that
+    cannot resume exactly. A second Ctrl-C stops at once. Only in the main thread, and only where
+    Python's default handler is in place (a host's own handler, or an ignored SIGINT, is kept)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return (lambda: False), (lambda: None)
+    hits: list[int] = []
+
+    def handler(signum, frame) -> None:
+        hits.append(signum)
+        if len(hits) > 1:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    return (lambda: bool(hits)), (lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
 
 
 @dataclass
@@ -130,6 +150,7 @@ class Trainer:
             if self.loss.disc is not None else None
         )
         self.step, self.history = 0, []
+        self.pending: dict[str, list[float]] = {}  # logs since the last history entry
         if state is not None:
             self.model.load_state_dict(state["model"])
             self.ema.load_state_dict(state["ema"])
@@ -138,6 +159,7 @@ class Trainer:
                 self.loss.disc.load_state_dict(state["disc"])
                 self.d_opt.load_state_dict(state["disc_opt"])  # type: ignore[union-attr]
             self.step, self.history = int(state["step"]), list(state["history"])
+            self.pending = {k: list(v) for k, v in state.get("pending", {}).items()}
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.run_dir / RUN_CONFIG, {"train": cfg.to_dict()})
 
@@ -169,12 +191,16 @@ class Trainer:
         loss, logs = self.loss.generator(x, logits, mu, logvar, self.model.log_sigma, self.model.decoder.last_layer, step)
         if not torch.isfinite(loss):
             raise TrainingDiverged(
-                f"loss became {float(loss)} at step {step} ({', '.join(f'{k}={v:.4g}' for k, v in logs.items())}). "
-                f"The last good checkpoint is {self.run_dir / MODEL_FILE}; resume with a lower --lr or --grad-clip."
+                f"loss became {float(loss.detach())} at step {step} ({', '.join(f'{k}={v:.4g}' for k, v in logs.items())}). "
+                + self._last_good()
             )
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
+        if not math.isfinite(logs["grad_norm"]):  # before the update, so no NaN reaches the weights or the EMA
+            raise TrainingDiverged(
+                f"gradient norm became {logs['grad_norm']} at step {step} (loss {logs['loss']:.4g}). {self._last_good()}"
+            )
         self.opt.step()
         if self.loss.adversarial_active(step):
             assert self.d_opt is not None
@@ -187,33 +213,41 @@ class Trainer:
         with torch.no_grad():
             for pe, p in zip(self.ema.parameters(), self.model.parameters()):
                 pe.lerp_(p, 1 - decay)
-        logs["sigma"] = float(self.model.log_sigma.exp())
+        logs["sigma"] = float(self.model.log_sigma.detach().exp())
         return logs
+
+    def _last_good(self) -> str:
+        model = self.run_dir / MODEL_FILE
+        if not model.is_file():
+            return "No checkpoint was saved before that; start again with a lower --lr or --grad-clip."
+        return f"The last good checkpoint is {model}; resume with a lower --lr or --grad-clip."
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         cfg = self.cfg
         start_time = time.time()
-        pending: dict[str, list[float]] = {}
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not self.progress, dynamic_ncols=True)
         stopped = "done"
         t_log, imgs = time.time(), 0
+        interrupted, restore_sigint = _defer_sigint()
         try:
             while self.step < cfg.steps:
                 logs = self.train_step(self.step)
                 self.step += 1
                 imgs += cfg.batch_size
                 for k, v in logs.items():
-                    pending.setdefault(k, []).append(v)
+                    self.pending.setdefault(k, []).append(v)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    entry = {"step": self.step, **{k: float(np.mean(v)) for k, v in pending.items()}}
+                    entry = {"step": self.step, **{k: float(np.mean(v)) for k, v in self.pending.items()}}
                     entry["images_per_s"] = imgs / max(time.time() - t_log, 1e-9)
                     self.history.append(entry)
-                    pending, t_log, imgs = {}, time.time(), 0
+                    self.pending, t_log, imgs = {}, time.time(), 0
                     bar.set_postfix({k: f"{entry[k]:.4g}" for k in ("loss", "recon", "kl", "images_per_s") if k in entry})
                 bar.update(1)
                 if self.callback is not None:
                     self.callback(self.step, cfg.steps, self.history[-1] if self.history else {})
+                if interrupted():
+                    raise KeyboardInterrupt
                 if self.step % cfg.sample_every == 0:
                     self.save_samples()
                 if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
@@ -231,6 +265,7 @@ class Trainer:
             raise
         finally:
             bar.close()
+            restore_sigint()
         self.save(validate=True)
         self.save_samples()
         return TrainResult(self.ema, self.history, self.run_dir, self.step, self.data.skipped, stopped)
@@ -249,25 +284,27 @@ class Trainer:
         return report
 
     def save(self, validate: bool = False) -> Path:
+        extra: dict = {"train_config": self.cfg.to_dict()}
+        if validate:  # before the state, so a resumed history has the same entries
+            extra["validation"] = self.validate()
+            if self.history:
+                self.history[-1].update(extra["validation"])
         state = {
             "step": self.step,
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict(),
             "opt": self.opt.state_dict(),
             "history": self.history,
+            "pending": self.pending,
         }
         if self.loss.disc is not None:
             state["disc"] = self.loss.disc.state_dict()
             state["disc_opt"] = self.d_opt.state_dict()  # type: ignore[union-attr]
         save_state(self.run_dir / STATE_FILE, state)
-        extra: dict = {"train_config": self.cfg.to_dict()}
-        if validate:
-            extra["validation"] = self.validate()
-            if self.history:
-                self.history[-1].update(extra["validation"])
         path = save_model(self.ema, self.run_dir / MODEL_FILE, self.step, extra)
         snap = save_model(self.ema, self.run_dir / "checkpoints" / f"step_{self.step:07d}.safetensors", self.step, extra)
-        old = sorted(snap.parent.glob("step_*.safetensors"))[: -self.cfg.keep_checkpoints]
+        snaps = sorted(snap.parent.glob("step_*.safetensors"))
+        old = snaps[: max(0, len(snaps) - self.cfg.keep_checkpoints)]  # [:-0] would keep them all
         for f in old:
             f.unlink()
             f.with_suffix(".json").unlink(missing_ok=True)
