@@ -8,7 +8,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from cvae_art.vae_core import data as data_mod
 from cvae_art.vae_core.data import DataError, ImageSet, batch_indices, load_image_set

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 
 import cv2
-import pytest
-import torch
 
 from cvae_art.cli import main
 from cvae_art.vae_core.checkpoint import load_model, load_state

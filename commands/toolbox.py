@@ -1,0 +1,221 @@
+"""`cvae sample`, `cvae walk`, `cvae restyle`, `cvae anomaly`: the artist's toolbox on a checkpoint."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+
+def _model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a .safetensors checkpoint written by `cvae train`")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+
+
+def _load(a: argparse.Namespace):
+    from ..vae_core.checkpoint import load_model
+
+    return load_model(a.model, device=a.device)
+
+
+def _provenance(command: str, a: argparse.Namespace) -> str:
+    """The settings that made a file, stored in it so it can be made again."""
+    settings = {k: v for k, v in vars(a).items() if k != "device" and v is not None}
+    return json.dumps({"command": command, **settings}, default=str)
+
+
+# -- sample ----------------------------------------------------------------------------------------
+def _sample_args(p: argparse.ArgumentParser) -> None:
+    _model_arg(p)
+    p.add_argument("--cond", help="condition: 'style=noto', a blend 'style=noto:0.5,openmoji:0.5', factors separated by ';' (default: null)")
+    p.add_argument("--n", type=int, default=16, help="number of samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=1.0, help="z ~ N(0, T^2 I); below 1 is tamer, above 1 wilder")
+    p.add_argument("--nrow", type=int, help="grid columns (default: square-ish)")
+    p.add_argument("--out", required=True, help="a .png grid, or a folder for one PNG per sample")
+
+
+def _sample_run(a: argparse.Namespace) -> int:
+    from ..vae_core.conditions import describe_condition
+    from ..vae_core.images import grid, save_png
+
+    if a.n < 1:
+        raise ValueError(f"--n must be at least 1, got {a.n}")
+    model = _load(a)
+    cond = model.condition(a.cond, 1)
+    images = model.sample(a.n, cond, seed=a.seed, temperature=a.temperature)
+    what = f"{a.n} sample(s) ({describe_condition(model.vocab, cond) or 'unconditional'}, seed {a.seed}, temperature {a.temperature:g})"
+    text = {"cvae": _provenance("sample", a)}
+    out = Path(a.out)
+    if out.suffix.lower() == ".png":
+        save_png(out, grid(images, nrow=a.nrow or math.ceil(math.sqrt(a.n))), text)
+        print(f"wrote {out}: {what}")
+    else:
+        for i, img in enumerate(images):
+            save_png(out / f"sample_{i:04d}.png", img, text)
+        print(f"wrote {a.n} PNG file(s) to {out}: {what}")
+    return 0
+
+
+# -- walk ------------------------------------------------------------------------------------------
+def _walk_args(p: argparse.ArgumentParser) -> None:
+    from ..vae_core.schedule import EASINGS
+    from ..vae_core.video import DEFAULT_QUALITY, VIDEO_FORMATS
+
+    _model_arg(p)
+    p.add_argument("--out", required=True, help=f"video file; the format follows the extension ({', '.join(VIDEO_FORMATS)})")
+    p.add_argument("--keyframes", type=int, default=4, help="random keyframes drawn from the prior (ignored with --from/--to)")
+    p.add_argument("--from", dest="from_image", help="first keyframe: an image, encoded with --cond-from")
+    p.add_argument("--to", dest="to_image", help="last keyframe: an image, encoded with --cond-to")
+    p.add_argument("--frames", type=int, help="exactly this many frames in the file (default 96, or what --segment-frames add up to)")
+    p.add_argument("--segment-frames", help="frames per keyframe segment, e.g. '24,48,24' (K-1 counts; K with --loop)")
+    p.add_argument("--fps", type=float, default=24)
+    p.add_argument("--easing", choices=list(EASINGS), default="linear")
+    p.add_argument("--method", choices=["slerp", "lerp"], default="slerp")
+    p.add_argument("--loop", action="store_true", help="the last frame flows back into the first (seamless loop)")
+    p.add_argument("--pingpong", action="store_true", help="play forward, then back")
+    p.add_argument("--hold", type=int, default=0, help="extra frames to stay on each keyframe")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--renormalize", action="store_true", help="keep every frame's latent at the prior's typical radius")
+    p.add_argument("--cond", help="condition for every frame (default: null)")
+    p.add_argument("--cond-from", help="condition at the start (a sweep to --cond-to)")
+    p.add_argument("--cond-to", help="condition at the end")
+    p.add_argument("--quality", type=float, default=DEFAULT_QUALITY, help="0..100, higher is better")
+    p.add_argument("--size", type=int, help="output size in pixels (default: the model's resolution)")
+    p.add_argument("--chunk", type=int, default=32, help="frames decoded per batch")
+
+
+def _walk_run(a: argparse.Namespace) -> int:
+    import torch
+
+    from ..vae_core import latent
+    from ..vae_core.images import load_image, to_tensor
+    from ..vae_core.schedule import condition_path, keyframe_path
+    from ..vae_core.walk import render_walk
+
+    if bool(a.from_image) != bool(a.to_image):
+        raise ValueError("--from and --to go together (two images to morph between)")
+    try:
+        seg = [int(x) for x in a.segment_frames.split(",")] if a.segment_frames else None
+    except ValueError:
+        raise ValueError(f"--segment-frames {a.segment_frames!r}: expected whole numbers separated by commas") from None
+    model = _load(a)
+    cond_from = model.condition(a.cond_from or a.cond, 1)
+    cond_to = model.condition(a.cond_to or a.cond, 1)
+    if a.from_image:
+        imgs = [to_tensor(load_image(p, model.resolution)) for p in (a.from_image, a.to_image)]
+        keys = torch.cat([latent.encode(model, imgs[0], cond_from), latent.encode(model, imgs[1], cond_to)])
+    else:
+        if a.keyframes < 1:
+            raise ValueError(f"--keyframes must be at least 1, got {a.keyframes}")
+        keys = model.prior_sample(a.keyframes, a.seed, a.temperature)
+    schedule_args = dict(easing=a.easing, loop=a.loop, pingpong=a.pingpong)
+    frames = a.frames if a.frames is not None else (None if seg else 96)
+    z = keyframe_path(keys, frames, a.method, hold=a.hold, segment_frames=seg, **schedule_args)
+    if a.renormalize:
+        z = latent.renormalize(z, a.temperature)
+    if a.cond_from or a.cond_to:
+        # A sweep that follows the keyframe schedule when it has the same two ends; otherwise it
+        # spans the whole walk with the same easing and looping.
+        same = keys.shape[0] == 2
+        cond = condition_path([cond_from, cond_to], len(z), hold=a.hold if same else 0,
+                              segment_frames=seg if same else None, **schedule_args)
+    else:
+        cond = cond_from
+    path = render_walk(model, z, cond, a.out, fps=a.fps, quality=a.quality, chunk=a.chunk, size=a.size,
+                       metadata={"cvae": _provenance("walk", a)})
+    side = a.size or model.resolution
+    print(f"wrote {path}: {len(z)} frames at {a.fps:g} fps, {side}x{side}")
+    return 0
+
+
+# -- restyle ---------------------------------------------------------------------------------------
+def _restyle_args(p: argparse.ArgumentParser) -> None:
+    _model_arg(p)
+    p.add_argument("in_dir", help="folder of images (searched recursively)")
+    p.add_argument("out_dir", help="where the restyled images go, same relative paths and names")
+    p.add_argument("--to", dest="target", required=True, help="target condition or blend, e.g. 'style=openmoji:0.7,noto:0.3'")
+    p.add_argument("--from", dest="source", help="source condition (default: each image's sub-folder label, else null)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--sample", action="store_true", help="encode with a sample of q(z|x) instead of its mean")
+    p.add_argument("--seed", type=int, default=0, help="noise seed for --sample")
+    p.add_argument("--size", choices=["model", "source"], default="model", help="output at the model's resolution or the source's")
+    p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them)")
+    p.add_argument("--background", default="white", help="colour that transparent pixels are composited on")
+
+
+def _restyle_run(a: argparse.Namespace) -> int:
+    from ..vae_core.restyle import restyle_folder
+
+    model = _load(a)
+    report = restyle_folder(model, a.in_dir, a.out_dir, a.target, a.source, batch_size=a.batch_size, sample=a.sample,
+                            size=a.size, overwrite=a.overwrite, background=a.background, seed=a.seed)
+    for path in report.written:
+        print(path)
+    for path, why in report.failed:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    print(f"restyled {len(report.written)} image(s) into {a.out_dir}"
+          + (f"; {len(report.existing)} already there (--overwrite to redo)" if report.existing else "")
+          + (f"; {len(report.failed)} unreadable, skipped" if report.failed else ""))
+    return 0
+
+
+# -- anomaly ---------------------------------------------------------------------------------------
+def _anomaly_args(p: argparse.ArgumentParser) -> None:
+    _model_arg(p)
+    p.add_argument("folder", help="folder of images (searched recursively)")
+    p.add_argument("--cond", help="condition for every image (default: sub-folder label, else null)")
+    p.add_argument("--samples", type=int, default=8, help="latent samples for the ELBO estimate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--by", choices=["neg_elbo", "recon_error"], default="neg_elbo", help="ranking score")
+    p.add_argument("--top", type=int, default=20, help="how many of the worst to print (0 = all)")
+    p.add_argument("--csv", help="write every score to this CSV file")
+    p.add_argument("--heatmaps", help="folder for error heat maps of the --top worst images")
+    p.add_argument("--batch-size", type=int, default=32)
+
+
+def _anomaly_run(a: argparse.Namespace) -> int:
+    import csv
+
+    import numpy as np
+
+    from ..vae_core.anomaly import anomaly_scores, heatmap, score_folder
+    from ..vae_core.images import load_image, save_png, to_tensor
+    from ..vae_core.restyle import subfolder_condition
+
+    model = _load(a)
+    scores = score_folder(model, a.folder, a.cond, samples=a.samples, seed=a.seed, batch_size=a.batch_size, by=a.by)
+    for path, why in scores.skipped:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    top = scores if a.top <= 0 else scores[: a.top]
+    print(f"{'neg_elbo':>12} {'recon_mse':>10}  path (worst first, {len(scores)} image(s))")
+    for path, err, nelbo in top:
+        print(f"{nelbo:12.1f} {err:10.5f}  {path}")
+    if a.csv:
+        Path(a.csv).parent.mkdir(parents=True, exist_ok=True)
+        with open(a.csv, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "recon_error", "neg_elbo"])
+            w.writerows(scores)
+        print(f"wrote {a.csv}")
+    if a.heatmaps and top:
+        out = Path(a.heatmaps)
+        paths = [Path(p) for p, _, _ in top]
+        images = to_tensor(np.stack([load_image(p, model.resolution) for p in paths]))
+        cond = model.condition(a.cond, 1) if a.cond else subfolder_condition(model, [p.relative_to(a.folder) for p in paths])
+        res = anomaly_scores(model, images, cond, samples=1, seed=a.seed)
+        maps = heatmap(res.error_map, images)
+        for rank, (p, m) in enumerate(zip(paths, maps)):
+            save_png(out / f"{rank:03d}_{p.stem}.png", m)
+        print(f"wrote {len(paths)} heat map(s) to {out}")
+    return 0
+
+
+COMMANDS = {
+    "sample": (_sample_args, _sample_run),
+    "walk": (_walk_args, _walk_run),
+    "restyle": (_restyle_args, _restyle_run),
+    "anomaly": (_anomaly_args, _anomaly_run),
+}

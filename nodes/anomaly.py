@@ -1,0 +1,76 @@
+"""Anomaly node: how badly the model explains each image, as scores and heat maps."""
+from __future__ import annotations
+
+import torch
+
+from ..vae_core.anomaly import anomaly_scores, heatmap
+from ..vae_core.images import fit
+from . import comfy
+from .common import CHUNK, cond_input, model_cond, model_input, seed_input, to_bchw
+from .folders import split_names
+
+RANKINGS = ["neg_elbo", "recon_error"]
+
+
+class CVAEAnomalyScore:
+    DESCRIPTION = (
+        "Scores each image by how badly the model explains it (higher = more unusual): the reconstruction "
+        "error and the negative ELBO. Outputs heat maps of where the reconstruction fails, the images "
+        "ranked most unusual first, and a score table."
+    )
+    CATEGORY = "CVAE/anomaly"
+    RETURN_TYPES = ("IMAGE", "IMAGE", "STRING")
+    RETURN_NAMES = ("heatmap", "ranked", "scores")
+    OUTPUT_TOOLTIPS = (
+        "Reconstruction error over each image (input order; one colour scale for the batch).",
+        "The input images, most unusual first.",
+        "One line per image, most unusual first: rank, index, name, recon_error, neg_elbo.",
+    )
+    FUNCTION = "score"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": model_input("A model trained on normal images of this kind."),
+                "image": ("IMAGE", {"tooltip": "Images to score; any size, cropped to a centred square."}),
+                "rank_by": (RANKINGS, {"default": "neg_elbo", "tooltip": "neg_elbo also counts how unusual the latent is; recon_error only how badly it is redrawn."}),
+                "samples": ("INT", {"default": 8, "min": 1, "max": 256, "step": 1, "tooltip": "Latent draws for the ELBO estimate: more is steadier and slower."}),
+                "seed": seed_input("Seed of the ELBO draws; same seed, same scores."),
+                "overlay": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Heat-map opacity over the image (1 = heat map only)."}),
+            },
+            "optional": {
+                "cond": cond_input("The images' expected condition (one, or one per image); not connected = unconditional."),
+                "file_names": ("STRING", {"forceInput": True, "tooltip": "Names for the score table, one per line (from CVAE Load Image Folder)."}),
+            },
+        }
+
+    def score(self, model, image, rank_by, samples, seed, overlay, cond=None, file_names=None):
+        x = to_bchw(image)
+        n = x.shape[0]
+        names = split_names(file_names) if file_names else []
+        if names and len(names) != n:
+            raise ValueError(f"file_names has {len(names)} names for {n} images; connect the names of these images")
+        c = model_cond(model, cond, n)
+        x = fit(x, model.resolution) if min(x.shape[-2:]) <= model.resolution else fit(x, min(x.shape[-2:]))
+        parts = []
+        with comfy.Progress(n, "anomaly") as bar:
+            for i in range(0, n, CHUNK):
+                # One seed per chunk position, as vae_core's score_folder does: re-runs match.
+                parts.append(anomaly_scores(model, x[i : i + CHUNK], {k: v[i : i + CHUNK] for k, v in c.items()},
+                                            samples=samples, seed=(seed + i) % 2**63))
+                bar.update(min(CHUNK, n - i))
+        recon = torch.cat([p.recon_error for p in parts])
+        elbo = torch.cat([p.neg_elbo for p in parts])
+        maps = torch.cat([p.error_map for p in parts])
+        heat = torch.from_numpy(heatmap(maps, x, alpha=overlay)).float().div_(255.0)
+        order = torch.argsort(elbo if rank_by == "neg_elbo" else recon, descending=True, stable=True)
+        lines = ["rank\tindex\tname\trecon_error\tneg_elbo"]
+        for rank, i in enumerate(order.tolist(), 1):
+            lines.append(f"{rank}\t{i}\t{names[i] if names else i}\t{float(recon[i]):.6g}\t{float(elbo[i]):.6g}")
+        ranked = x[order].permute(0, 2, 3, 1).contiguous().cpu()
+        return (heat, ranked, "\n".join(lines))
+
+
+NODE_CLASS_MAPPINGS = {"CVAEAnomalyScore": CVAEAnomalyScore}
+NODE_DISPLAY_NAME_MAPPINGS = {"CVAEAnomalyScore": "CVAE Anomaly Score"}

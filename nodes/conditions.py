@@ -1,0 +1,145 @@
+"""Condition nodes: a label, a weighted blend of labels, a blend of two conditions."""
+from __future__ import annotations
+
+import torch
+
+from ..vae_core.conditions import blend_conditions
+from .common import COND_TYPE, cond_input, model_input
+
+LABEL_TOOLTIP = "A label of the factor (see the model's info output), or 'null' for no condition."
+
+
+def _factor(model, factor: str) -> str:
+    """The named factor, or the model's only one when left empty."""
+    factor = factor.strip()
+    if not factor and len(model.vocab) == 1:
+        return next(iter(model.vocab))
+    return factor
+
+
+class CVAECondition:
+    DESCRIPTION = (
+        "A condition (e.g. a style) from one label. A full spec such as 'style=noto;group=animals' in "
+        "'label' sets several factors at once."
+    )
+    CATEGORY = "CVAE/condition"
+    RETURN_TYPES = (COND_TYPE,)
+    RETURN_NAMES = ("cond",)
+    OUTPUT_TOOLTIPS = ("The condition, for decode, sample, encode and render walk.",)
+    FUNCTION = "make"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": model_input("The model whose labels the condition uses."),
+            "factor": ("STRING", {"default": "style", "tooltip": "Condition factor; empty means the model's only factor."}),
+            "label": ("STRING", {"default": "noto", "tooltip": LABEL_TOOLTIP}),
+        }}
+
+    def make(self, model, factor, label):
+        label = label.strip()
+        spec = label if "=" in label else f"{_factor(model, factor)}={label}"
+        return (model.condition(spec, 1),)
+
+
+class CVAEConditionBlendLabels:
+    DESCRIPTION = (
+        "A blend of up to four labels of one factor, e.g. 70% noto + 30% openmoji. Weights are normalised "
+        "to sum to 1; a negative weight pushes away from a label. Empty labels are ignored."
+    )
+    CATEGORY = "CVAE/condition"
+    RETURN_TYPES = (COND_TYPE,)
+    RETURN_NAMES = ("cond",)
+    OUTPUT_TOOLTIPS = ("The blended condition.",)
+    FUNCTION = "make"
+    DEFAULT_LABELS = ("noto", "openmoji", "emojitwo", "twemoji2015")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        required = {
+            "model": model_input("The model whose labels the condition uses."),
+            "factor": ("STRING", {"default": "style", "tooltip": "Condition factor; empty means the model's only factor."}),
+        }
+        for i, label in enumerate(cls.DEFAULT_LABELS, 1):
+            required[f"label_{i}"] = ("STRING", {"default": label, "tooltip": LABEL_TOOLTIP + " Empty: unused."})
+            required[f"weight_{i}"] = ("FLOAT", {
+                "default": 1.0 if i <= 2 else 0.0, "min": -4.0, "max": 4.0, "step": 0.01,
+                "tooltip": f"Weight of label_{i} (relative; 0 = unused).",
+            })
+        return {"required": required}
+
+    def make(self, model, factor, **pairs):
+        items = []
+        for i in range(1, len(self.DEFAULT_LABELS) + 1):
+            label, weight = pairs[f"label_{i}"].strip(), float(pairs[f"weight_{i}"])
+            if label and weight != 0:
+                items.append(f"{label}:{weight}")
+        if not items:
+            raise ValueError("all labels are empty or weighted 0; give at least one label a non-zero weight")
+        return (model.condition(f"{_factor(model, factor)}=" + ",".join(items), 1),)
+
+
+class CVAEConditionMix:
+    DESCRIPTION = "Blends two conditions: 0 = cond_a, 1 = cond_b; beyond 0..1 extrapolates."
+    CATEGORY = "CVAE/condition"
+    RETURN_TYPES = (COND_TYPE,)
+    RETURN_NAMES = ("cond",)
+    OUTPUT_TOOLTIPS = ("(1 - amount) * cond_a + amount * cond_b.",)
+    FUNCTION = "mix"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "cond_a": cond_input("The condition at amount 0."),
+            "cond_b": cond_input("The condition at amount 1 (from the same model)."),
+            "amount": ("FLOAT", {"default": 0.5, "min": -1.0, "max": 2.0, "step": 0.01, "tooltip": "How far from cond_a toward cond_b."}),
+        }}
+
+    def mix(self, cond_a, cond_b, amount):
+        if set(cond_a) != set(cond_b) or any(cond_a[k].shape[-1] != cond_b[k].shape[-1] for k in cond_a):
+            raise ValueError("cond_a and cond_b come from models with different factors or labels; make both from one model")
+        if not cond_a:  # an unconditional model: nothing to blend
+            return ({},)
+        ba, bb = (next(iter(c.values())).shape[0] for c in (cond_a, cond_b))
+        if ba != bb and 1 not in (ba, bb):
+            raise ValueError(f"cond_a has {ba} rows and cond_b {bb}; use one condition, or the same number in both")
+        device = next(iter(cond_a.values())).device
+        return (blend_conditions(cond_a, {k: v.to(device) for k, v in cond_b.items()}, float(amount)),)
+
+
+class CVAEConditionBatch:
+    DESCRIPTION = (
+        "Joins conditions into a batch: one per image for Decode, or one per keyframe for Render Walk "
+        "(the style then morphs in step with the walk)."
+    )
+    CATEGORY = "CVAE/condition"
+    RETURN_TYPES = (COND_TYPE,)
+    RETURN_NAMES = ("cond",)
+    OUTPUT_TOOLTIPS = ("cond_a's rows followed by cond_b's.",)
+    FUNCTION = "join"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "cond_a": cond_input("First condition(s)."),
+            "cond_b": cond_input("Condition(s) appended after cond_a (same model)."),
+        }}
+
+    def join(self, cond_a, cond_b):
+        if set(cond_a) != set(cond_b) or any(cond_a[k].shape[-1] != cond_b[k].shape[-1] for k in cond_a):
+            raise ValueError("cond_a and cond_b come from models with different factors or labels; make both from one model")
+        return ({k: torch.cat([cond_a[k], cond_b[k].to(cond_a[k].device)]) for k in cond_a},)
+
+
+NODE_CLASS_MAPPINGS = {
+    "CVAECondition": CVAECondition,
+    "CVAEConditionBlendLabels": CVAEConditionBlendLabels,
+    "CVAEConditionMix": CVAEConditionMix,
+    "CVAEConditionBatch": CVAEConditionBatch,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "CVAECondition": "CVAE Condition",
+    "CVAEConditionBlendLabels": "CVAE Condition Blend Labels",
+    "CVAEConditionMix": "CVAE Condition Mix",
+    "CVAEConditionBatch": "CVAE Condition Batch",
+}

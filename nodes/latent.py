@@ -1,0 +1,296 @@
+"""Latent nodes: encode, decode, sample, latent math, analogy, attribute vectors, batches."""
+from __future__ import annotations
+
+import torch
+
+from ..vae_core import latent as ops
+from ..vae_core.schedule import EASINGS, keyframe_path
+from .common import (
+    LATENT_TYPE,
+    cond_input,
+    decode,
+    latent_input,
+    latent_z,
+    make_latent,
+    model_cond,
+    model_input,
+    seed_input,
+    to_bchw,
+)
+
+COND_DECODE_TOOLTIP = "Condition (e.g. style) to draw with; not connected = unconditional."
+
+
+class CVAEEncode:
+    DESCRIPTION = "Encodes images into CVAE latents (resized to the model's resolution first)."
+    CATEGORY = "CVAE/latent"
+    RETURN_TYPES = (LATENT_TYPE,)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("One latent per image.",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": model_input(),
+                "image": ("IMAGE", {"tooltip": "Images to encode; any size, cropped to a centred square."}),
+                "mode": (["mean", "sample"], {"default": "mean", "tooltip": "mean: the most likely latent (deterministic); sample: a random draw around it."}),
+                "seed": seed_input("Seed of the draw in 'sample' mode."),
+            },
+            "optional": {"cond": cond_input("The images' own condition (e.g. their style); not connected = unknown.")},
+        }
+
+    def encode(self, model, image, mode, seed, cond=None):
+        x = to_bchw(image)
+        c = model_cond(model, cond, x.shape[0])
+        return (make_latent(ops.encode(model, x, c, sample=mode == "sample", seed=seed)),)
+
+
+class CVAEDecode:
+    DESCRIPTION = "Decodes CVAE latents into images, drawn in the given condition (style)."
+    CATEGORY = "CVAE/latent"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("One image per latent.",)
+    FUNCTION = "decode"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {"model": model_input(), "latent": latent_input("Latents to decode.")},
+            "optional": {"cond": cond_input(COND_DECODE_TOOLTIP + " One condition, or one per latent.")},
+        }
+
+    def decode(self, model, latent, cond=None):
+        return (decode(model, latent_z(latent, model), cond),)
+
+
+class CVAESample:
+    DESCRIPTION = "Draws random latents from the prior N(0, T^2) and decodes them."
+    CATEGORY = "CVAE/latent"
+    RETURN_TYPES = ("IMAGE", LATENT_TYPE)
+    RETURN_NAMES = ("image", "latent")
+    OUTPUT_TOOLTIPS = ("The decoded samples.", "Their latents, to edit or interpolate.")
+    FUNCTION = "sample"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": model_input(),
+                "count": ("INT", {"default": 8, "min": 1, "max": 4096, "step": 1, "tooltip": "How many samples."}),
+                "seed": seed_input("Same seed, same samples."),
+                "temperature": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.01, "tooltip": "Spread of the latents: lower is more typical, higher more varied (and odder)."}),
+            },
+            "optional": {"cond": cond_input(COND_DECODE_TOOLTIP)},
+        }
+
+    def sample(self, model, count, seed, temperature, cond=None):
+        z = model.prior_sample(count, seed, temperature)
+        return (decode(model, z, cond), make_latent(z))
+
+
+def _pair(a: dict, b: dict, names: tuple[str, str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two latent batches that broadcast (same size, or one of them a single latent)."""
+    za, zb = latent_z(a, what=names[0]), latent_z(b, what=names[1])
+    if za.shape[1] != zb.shape[1]:
+        raise ValueError(f"{names[0]} has {za.shape[1]} dims and {names[1]} {zb.shape[1]}; they come from different models")
+    if za.shape[0] != zb.shape[0] and 1 not in (za.shape[0], zb.shape[0]):
+        raise ValueError(f"{names[0]} has {za.shape[0]} latents and {names[1]} {zb.shape[0]}; use equal batches or a single latent")
+    return za, zb
+
+
+class CVAELatentAdd:
+    DESCRIPTION = "a + b, latent by latent (a single latent is added to every one of the other batch)."
+    CATEGORY = "CVAE/latent/math"
+    RETURN_TYPES = (LATENT_TYPE,)
+    RETURN_NAMES = ("latent",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"a": latent_input("First latent(s)."), "b": latent_input("Latent(s) to add, e.g. an attribute vector.")}}
+
+    def run(self, a, b):
+        return (make_latent(ops.add(*_pair(a, b, ("a", "b")))),)
+
+
+class CVAELatentSubtract:
+    DESCRIPTION = "a - b, latent by latent."
+    CATEGORY = "CVAE/latent/math"
+    RETURN_TYPES = (LATENT_TYPE,)
+    RETURN_NAMES = ("latent",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"a": latent_input("Latent(s) to subtract from."), "b": latent_input("Latent(s) to subtract.")}}
+
+    def run(self, a, b):
+        return (make_latent(ops.subtract(*_pair(a, b, ("a", "b")))),)
+
+
+class CVAELatentScale:
+    DESCRIPTION = "latent * factor: 0 is the average image, above 1 exaggerates, negative inverts."
+    CATEGORY = "CVAE/latent/math"
+    RETURN_TYPES = (LATENT_TYPE,)
+    RETURN_NAMES = ("latent",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "latent": latent_input("Latent(s) to scale."),
+            "factor": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01, "tooltip": "Multiplier."}),
+        }}
+
+    def run(self, latent, factor):
+        return (make_latent(ops.scale(latent_z(latent), float(factor))),)
+
+
+class CVAELatentAnalogy:
+    DESCRIPTION = "a - b + c: gives c what a has and b lacks (e.g. a = smiling cat, b = cat, c = dog)."
+    CATEGORY = "CVAE/latent/math"
+    RETURN_TYPES = (LATENT_TYPE,)
+    RETURN_NAMES = ("latent",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "a": latent_input("Has the quality (e.g. smiling cat)."),
+            "b": latent_input("Lacks it (e.g. cat)."),
+            "c": latent_input("Receives it (e.g. dog)."),
+        }}
+
+    def run(self, a, b, c):
+        za, zb = _pair(a, b, ("a", "b"))
+        _, zc = _pair(a, c, ("a", "c"))
+        return (make_latent(ops.analogy(za, zb, zc)),)
+
+
+class CVAEAttributeVector:
+    DESCRIPTION = (
+        "The direction from images without an attribute to images with it (mean of one batch minus mean "
+        "of the other). Add it to a latent, scaled, to add the attribute."
+    )
+    CATEGORY = "CVAE/latent/math"
+    RETURN_TYPES = (LATENT_TYPE,)
+    RETURN_NAMES = ("vector",)
+    OUTPUT_TOOLTIPS = ("One latent: the attribute direction times strength.",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "latents_with": latent_input("Latents of images that have the attribute."),
+            "latents_without": latent_input("Latents of images that do not."),
+            "strength": ("FLOAT", {"default": 1.0, "min": -10.0, "max": 10.0, "step": 0.01, "tooltip": "Multiplier of the direction; negative removes the attribute."}),
+        }}
+
+    def run(self, latents_with, latents_without, strength):
+        zw, zo = latent_z(latents_with, what="latents_with"), latent_z(latents_without, what="latents_without")
+        if zw.shape[1] != zo.shape[1]:
+            raise ValueError("latents_with and latents_without come from different models")
+        return (make_latent(ops.scale(ops.attribute_vector(zw, zo), float(strength))),)
+
+
+class CVAELatentBatch:
+    DESCRIPTION = "Joins two latent batches into one (e.g. keyframes for CVAE Interpolate)."
+    CATEGORY = "CVAE/latent/batch"
+    RETURN_TYPES = (LATENT_TYPE,)
+    RETURN_NAMES = ("latent",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"a": latent_input("First latents."), "b": latent_input("Latents appended after a.")}}
+
+    def run(self, a, b):
+        za, zb = latent_z(a, what="a"), latent_z(b, what="b")
+        if za.shape[1] != zb.shape[1]:
+            raise ValueError(f"a has {za.shape[1]} dims and b {zb.shape[1]}; they come from different models")
+        return (make_latent(torch.cat([za, zb])),)
+
+
+class CVAELatentFromBatch:
+    DESCRIPTION = "Picks latents out of a batch."
+    CATEGORY = "CVAE/latent/batch"
+    RETURN_TYPES = (LATENT_TYPE,)
+    RETURN_NAMES = ("latent",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "latent": latent_input("A latent batch."),
+            "index": ("INT", {"default": 0, "min": 0, "max": 65535, "step": 1, "tooltip": "First latent to take (0-based)."}),
+            "length": ("INT", {"default": 1, "min": 1, "max": 65536, "step": 1, "tooltip": "How many to take."}),
+        }}
+
+    def run(self, latent, index, length):
+        z = latent_z(latent)
+        if index >= z.shape[0]:
+            raise ValueError(f"index {index} is past the end of a batch of {z.shape[0]} latents (0 to {z.shape[0] - 1})")
+        return (make_latent(z[index : index + length]),)
+
+
+def path_inputs() -> dict:
+    """How a walk moves between keyframes; shared by CVAE Interpolate and CVAE Render Walk."""
+    return {
+        "method": (["slerp", "lerp"], {"default": "slerp", "tooltip": "slerp follows the sphere where latents live (no washed-out middle); lerp is a straight line."}),
+        "easing": (list(EASINGS), {"default": "ease-in-out", "tooltip": "Speed curve between two keyframes; ease-in-out lingers near each keyframe."}),
+        "hold": ("INT", {"default": 0, "min": 0, "max": 10000, "step": 1, "tooltip": "Extra frames each keyframe stays still."}),
+        "loop": ("BOOLEAN", {"default": False, "tooltip": "Return from the last keyframe to the first, so the video loops seamlessly."}),
+        "pingpong": ("BOOLEAN", {"default": False, "tooltip": "Go through the keyframes and back again."}),
+    }
+
+
+class CVAEInterpolate:
+    DESCRIPTION = "A walk through keyframe latents: every keyframe is hit exactly, in between is interpolated."
+    CATEGORY = "CVAE/latent"
+    RETURN_TYPES = (LATENT_TYPE,)
+    RETURN_NAMES = ("frames",)
+    OUTPUT_TOOLTIPS = ("One latent per frame, for CVAE Decode or CVAE Render Walk (frames = 0).",)
+    FUNCTION = "run"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "keyframes": latent_input("Keyframe latents, in order (a batch: from Encode, Sample or Latent Batch)."),
+            "frames": ("INT", {"default": 48, "min": 1, "max": 100000, "step": 1, "tooltip": "Total frames of the walk, keyframes and holds included."}),
+            **path_inputs(),
+        }}
+
+    def run(self, keyframes, frames, method, easing, hold, loop, pingpong):
+        z = latent_z(keyframes, what="keyframes")
+        return (make_latent(keyframe_path(z, frames, method, easing, loop, pingpong, hold)),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "CVAEEncode": CVAEEncode,
+    "CVAEDecode": CVAEDecode,
+    "CVAESample": CVAESample,
+    "CVAELatentAdd": CVAELatentAdd,
+    "CVAELatentSubtract": CVAELatentSubtract,
+    "CVAELatentScale": CVAELatentScale,
+    "CVAELatentAnalogy": CVAELatentAnalogy,
+    "CVAEAttributeVector": CVAEAttributeVector,
+    "CVAEInterpolate": CVAEInterpolate,
+    "CVAELatentBatch": CVAELatentBatch,
+    "CVAELatentFromBatch": CVAELatentFromBatch,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "CVAEEncode": "CVAE Encode",
+    "CVAEDecode": "CVAE Decode",
+    "CVAESample": "CVAE Sample",
+    "CVAELatentAdd": "CVAE Latent Add",
+    "CVAELatentSubtract": "CVAE Latent Subtract",
+    "CVAELatentScale": "CVAE Latent Scale",
+    "CVAELatentAnalogy": "CVAE Latent Analogy",
+    "CVAEAttributeVector": "CVAE Attribute Vector",
+    "CVAEInterpolate": "CVAE Interpolate",
+    "CVAELatentBatch": "CVAE Latent Batch",
+    "CVAELatentFromBatch": "CVAE Latent From Batch",
+}

@@ -1,0 +1,197 @@
+"""Model nodes: load, save and train a CVAE."""
+from __future__ import annotations
+
+import re
+import sys
+
+import numpy as np
+import torch
+
+from ..vae_core.checkpoint import load_model, save_model
+from ..vae_core.data import image_set_from_arrays
+from ..vae_core.images import fit, to_uint8
+from ..vae_core.losses import LossConfig
+from ..vae_core.model import RECON_LOSSES, ModelConfig
+from ..vae_core.plots import loss_plot
+from ..vae_core.train import TrainConfig, train
+from . import comfy
+from .common import MODEL_TYPE, model_input, seed_input, to_bchw
+
+
+def describe_model(model) -> str:
+    """One line per fact an artist needs to wire conditions: factors and their labels."""
+    lines = [f"{model.resolution} px, latent {model.config.latent_dim} dims, step {getattr(model, 'step', 0)}"]
+    lines += [f"{factor}: {', '.join(labels)}" for factor, labels in model.vocab.items()] or ["unconditional"]
+    return "\n".join(lines)
+
+
+class CVAELoadModel:
+    DESCRIPTION = "Loads a CVAE model: the bundled emoji model or a .safetensors from models/cvae."
+    CATEGORY = "CVAE/model"
+    RETURN_TYPES = (MODEL_TYPE, "STRING")
+    RETURN_NAMES = ("model", "info")
+    OUTPUT_TOOLTIPS = ("The loaded model.", "Resolution, latent size and the labels of each condition factor.")
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model_name": (comfy.model_list(), {
+                "default": comfy.BUNDLED_MODEL,
+                "tooltip": "Model file. The bundled model draws 64 px emoji in four styles "
+                           "(noto, emojitwo, openmoji, twemoji2015); your own go in models/cvae.",
+            }),
+        }}
+
+    @classmethod
+    def IS_CHANGED(cls, model_name, **_):
+        try:
+            st = comfy.resolve_model(model_name).stat()
+        except FileNotFoundError:
+            return f"missing {model_name}"
+        return f"{st.st_mtime_ns}:{st.st_size}"
+
+    def load(self, model_name):
+        model = load_model(comfy.resolve_model(model_name), device=comfy.torch_device())
+        return (model, describe_model(model))
+
+
+class CVAESaveModel:
+    DESCRIPTION = "Saves a CVAE model into models/cvae so CVAE Load Model lists it (after a refresh)."
+    CATEGORY = "CVAE/model"
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("The file written.",)
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": model_input("The model to save."),
+            "filename_prefix": ("STRING", {"default": "cvae/my_model", "tooltip": "Name inside models/cvae; may hold subfolders; a number is appended so nothing is overwritten."}),
+            "half_precision": ("BOOLEAN", {"default": False, "tooltip": "Store float16 weights: half the file size, tiny differences in output."}),
+        }}
+
+    def save(self, model, filename_prefix, half_precision):
+        target = comfy.save_target(filename_prefix, root=comfy.model_directories()[0])
+        path = target.path("safetensors")
+        save_model(model, path, step=getattr(model, "step", 0), dtype=torch.float16 if half_precision else None)
+        return {"ui": {"text": [str(path)]}, "result": (str(path),)}
+
+
+def parse_labels(text: str, count: int) -> list[str]:
+    """'a, b, c' or one per line; a single label applies to every image."""
+    labels = [x.strip() for x in re.split(r"[,\n]", text) if x.strip()]
+    if len(labels) == 1:
+        return labels * count
+    if len(labels) != count:
+        raise ValueError(f"labels: got {len(labels)} labels for {count} images; give one label per image, or one for all")
+    return labels
+
+
+class CVAETrainModel:
+    DESCRIPTION = (
+        "Trains a new CVAE on an image folder (sub-folder names or a metadata.csv column are the labels) "
+        "or on an IMAGE batch with a labels list. Writes a run folder (checkpoints, samples, loss plot) under "
+        "the output folder; Cancel stops and keeps the work done so far."
+    )
+    CATEGORY = "CVAE/model"
+    RETURN_TYPES = (MODEL_TYPE, "IMAGE")
+    RETURN_NAMES = ("model", "loss_plot")
+    OUTPUT_TOOLTIPS = ("The trained model (EMA weights).", "Loss curves of the run.")
+    FUNCTION = "train"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "folder": ("STRING", {"default": "samples", "tooltip": "Image folder to train on (absolute, or relative to the input folder; 'samples' is the bundled set). Ignored when 'images' is connected."}),
+                "factor": ("STRING", {"default": "style", "tooltip": "Name of the condition factor: the metadata.csv column, or the name given to sub-folder labels. Empty: unconditional."}),
+                "resolution": (["32", "64", "128", "256"], {"default": "64", "tooltip": "Training resolution in pixels; images are resized and centre-cropped."}),
+                "steps": ("INT", {"default": 2000, "min": 1, "max": 1_000_000, "step": 1, "tooltip": "Optimizer steps; a 64 px model needs a few thousand for recognisable output."}),
+                "batch_size": ("INT", {"default": 64, "min": 1, "max": 1024, "step": 1, "tooltip": "Images per step."}),
+                "learning_rate": ("FLOAT", {"default": 1e-3, "min": 1e-6, "max": 0.1, "step": 1e-5, "round": 1e-6, "tooltip": "AdamW learning rate; lower it if the loss jumps or becomes NaN."}),
+                "latent_dim": ("INT", {"default": 128, "min": 2, "max": 1024, "step": 1, "tooltip": "Size of the latent vector."}),
+                "recon_loss": (list(RECON_LOSSES), {"default": "gaussian", "tooltip": "Reconstruction loss; gaussian learns its own noise level (best default)."}),
+                "beta": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 20.0, "step": 0.01, "tooltip": "KL weight: higher gives a smoother latent space and blurrier images."}),
+                "ssim_weight": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 10.0, "step": 0.01, "tooltip": "Weight of the SSIM (structure) loss; sharper edges."}),
+                "adversarial_weight": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 10.0, "step": 0.01, "tooltip": "Weight of the PatchGAN loss (0 = off); sharper detail, slower steps."}),
+                "adversarial_start": ("INT", {"default": 2000, "min": 0, "max": 1_000_000, "step": 1, "tooltip": "Step at which the adversarial loss starts."}),
+                "seed": seed_input("Seed of the initial weights and of the batch order."),
+                "run_name": ("STRING", {"default": "cvae/train", "tooltip": "Run folder inside the output folder (numbered, never overwritten)."}),
+            },
+            "optional": {
+                "images": ("IMAGE", {"tooltip": "Train on these images instead of a folder."}),
+                "labels": ("STRING", {"default": "", "multiline": True, "tooltip": "With 'images': one label per image (comma or newline separated), or one label for all. Empty: unconditional."}),
+            },
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, folder="", images=None, **_):
+        from .folders import folder_signature
+
+        if images is not None or not folder.strip():
+            return ""
+        try:
+            return folder_signature(comfy.resolve_folder(folder))
+        except (FileNotFoundError, ValueError):
+            return f"missing {folder}"
+
+    def train(self, folder, factor, resolution, steps, batch_size, learning_rate, latent_dim, recon_loss, beta,
+              ssim_weight, adversarial_weight, adversarial_start, seed, run_name, images=None, labels=""):
+        res = int(resolution)
+        factor = factor.strip()
+        target = comfy.save_target(run_name)
+        run_dir = target.folder / f"{target.filename}_{target.counter:05}_"
+        if images is None:
+            data = None
+            data_path = str(comfy.resolve_folder(folder, "folder"))
+        else:
+            data_path = ""
+            x = fit(to_bchw(images, "images"), res)
+            if labels.strip() and not factor:
+                raise ValueError("labels are given but factor is empty; name the factor (e.g. style) or clear the labels")
+            label_map = {factor: parse_labels(labels, x.shape[0])} if factor and labels.strip() else {}
+            data = image_set_from_arrays(to_uint8(x), label_map)
+        cfg = TrainConfig(
+            data=data_path, out=str(run_dir), conditions=[factor] if factor else [], steps=steps,
+            batch_size=batch_size, lr=learning_rate, seed=seed % 2**31, log_every=max(1, min(50, steps // 20)),
+            sample_every=max(steps, 1), checkpoint_every=max(500, steps // 10),
+            # DataLoader worker processes are only safe to fork on Linux inside a host process.
+            workers=2 if sys.platform.startswith("linux") else 0,
+            device=str(comfy.torch_device()),
+            model=ModelConfig(resolution=res, latent_dim=latent_dim, recon=recon_loss),
+            loss=LossConfig(beta=beta, ssim_weight=ssim_weight, adv_weight=adversarial_weight, adv_start=adversarial_start,
+                            kl_warmup_steps=min(1000, max(1, steps // 4))),
+        )
+        history: list[dict] = []
+        bar = comfy.Progress(steps, "train")
+
+        def on_step(step: int, total: int, logs: dict) -> None:
+            preview = None
+            if logs and (not history or history[-1]["step"] != logs["step"]):  # a new log entry: redraw
+                history.append(dict(logs))
+                preview = loss_plot(history)
+            bar.update(1, {k: logs[k] for k in ("loss", "recon", "kl") if k in logs}, preview)
+
+        # ComfyUI runs nodes under inference_mode; training needs autograd back.
+        with torch.inference_mode(False), torch.enable_grad():
+            try:
+                result = train(cfg, data=data, progress=False, callback=on_step)
+            finally:
+                bar.close()
+        plot = loss_plot(result.history) if result.history else np.full((200, 320, 3), 255, np.uint8)
+        return (result.model.eval(), torch.from_numpy(plot.astype(np.float32) / 255.0)[None])
+
+
+NODE_CLASS_MAPPINGS = {
+    "CVAELoadModel": CVAELoadModel,
+    "CVAESaveModel": CVAESaveModel,
+    "CVAETrainModel": CVAETrainModel,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "CVAELoadModel": "CVAE Load Model",
+    "CVAESaveModel": "CVAE Save Model",
+    "CVAETrainModel": "CVAE Train Model",
+}

@@ -1,0 +1,96 @@
+"""Video node: render a latent walk straight into a video file, decoding in chunks."""
+from __future__ import annotations
+
+import json
+
+from ..vae_core.schedule import condition_path, keyframe_path
+from ..vae_core.walk import render_walk
+from . import comfy
+from .common import cond_input, latent_input, latent_z, model_cond, model_input
+from .latent import path_inputs
+
+FORMATS = ["mp4", "webm", "gif", "webp"]
+
+
+def _rows(cond) -> int:
+    return next(iter(cond.values())).shape[0] if cond else 1
+
+
+def walk_condition(model, cond, cond_end, keys: int, frames: int, interpolated: bool, path_args: tuple):
+    """The condition of every frame: one for all, one per keyframe (in step with the walk),
+    one per frame, or a sweep from cond to cond_end over the whole video."""
+    if cond is None:
+        cond = model.condition(None, 1)
+    cond = model_cond(model, cond, _rows(cond), "cond")
+    rows = _rows(cond)
+    if cond_end is not None:
+        cond_end = model_cond(model, cond_end, _rows(cond_end), "cond_end")
+        if rows != 1 or _rows(cond_end) != 1:
+            raise ValueError("with cond_end connected, cond and cond_end must each be a single condition")
+        return condition_path([cond, cond_end], frames)
+    if rows in (1, frames):
+        return cond
+    if rows == keys and not interpolated:
+        method, easing, hold, loop, pingpong = path_args
+        return condition_path([{k: v[i : i + 1] for k, v in cond.items()} for i in range(rows)], frames, easing, loop, pingpong, hold)
+    raise ValueError(
+        f"cond has {rows} rows; give 1 condition, one per keyframe ({keys}) or one per frame ({frames})"
+    )
+
+
+class CVAERenderWalk:
+    DESCRIPTION = (
+        "Renders a walk through keyframe latents to a video file (mp4, webm, gif or webp), decoding and "
+        "encoding in chunks so long walks use little memory. The style can stay fixed, change per keyframe "
+        "(a batch of conditions) or sweep from cond to cond_end. The workflow is embedded in the file."
+    )
+    CATEGORY = "CVAE/video"
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("The video file written.",)
+    FUNCTION = "render"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": model_input(),
+                "latents": latent_input("Keyframe latents in order; or, with frames = 0, the frames themselves (from CVAE Interpolate)."),
+                "frames": ("INT", {"default": 96, "min": 0, "max": 100000, "step": 1, "tooltip": "Total frames of the video; 0 = use the latents as the frames, unchanged."}),
+                **path_inputs(),
+                "format": (FORMATS, {"default": "mp4", "tooltip": "mp4 (H.264) plays everywhere; webm (VP9); gif; animated webp."}),
+                "fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 120.0, "step": 0.01, "tooltip": "Frames per second."}),
+                "quality": ("INT", {"default": 80, "min": 0, "max": 100, "step": 1, "tooltip": "Higher is better and bigger (mp4/webm/webp)."}),
+                "loop_count": ("INT", {"default": 0, "min": 0, "max": 1000, "step": 1, "tooltip": "gif/webp: how many extra times to play; 0 = forever."}),
+                "size": ("INT", {"default": 256, "min": 0, "max": 4096, "step": 1, "tooltip": "Video size in pixels (square); 0 = the model's resolution."}),
+                "filename_prefix": ("STRING", {"default": "cvae/walk", "tooltip": "Inside the output folder; may hold subfolders; numbered, never overwritten."}),
+            },
+            "optional": {
+                "cond": cond_input("Condition: one for all frames, one per keyframe (CVAE Condition Batch), or one per frame; not connected = unconditional."),
+                "cond_end": cond_input("If connected, the style sweeps from cond to cond_end over the whole video."),
+            },
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        }
+
+    def render(self, model, latents, frames, method, easing, hold, loop, pingpong, format, fps, quality, loop_count,
+               size, filename_prefix, cond=None, cond_end=None, prompt=None, extra_pnginfo=None):
+        keys = latent_z(latents, model, "latents")
+        interpolated = frames == 0
+        path = keys if interpolated else keyframe_path(keys, frames, method, easing, loop, pingpong, hold)
+        c = walk_condition(model, cond, cond_end, keys.shape[0], path.shape[0], interpolated, (method, easing, hold, loop, pingpong))
+        metadata = {}
+        if comfy.metadata_enabled():
+            metadata = {k: json.dumps(v) for k, v in (extra_pnginfo or {}).items()}
+            if prompt is not None:
+                metadata["prompt"] = json.dumps(prompt)
+        target = comfy.save_target(filename_prefix)
+        out = target.path(format)
+        with comfy.Progress(path.shape[0], "render walk") as bar:
+            render_walk(model, path, c, out, fps=fps, quality=quality, size=size or None, metadata=metadata,
+                        callback=bar.callback, loop=loop_count)
+        return {"ui": {"images": [target.ui(out)], "animated": (True,)}, "result": (str(out),)}
+
+
+NODE_CLASS_MAPPINGS = {"CVAERenderWalk": CVAERenderWalk}
+NODE_DISPLAY_NAME_MAPPINGS = {"CVAERenderWalk": "CVAE Render Walk"}

@@ -1,0 +1,143 @@
+"""restyle_folder on a real folder of PNG/JPEG files with nested sub-folders and a corrupt file."""
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import shapes_image
+from cvae_art.vae_core.images import load_image, read_image, to_tensor, to_uint8
+from cvae_art.vae_core.restyle import restyle_folder, subfolder_condition
+
+
+@pytest.fixture()
+def src(tmp_path):
+    """disc/a.png, disc/deep/er/b.png, ring/c.jpg, odd/d.png (not a label), e.png, bad/broken.png."""
+    root = tmp_path / "in"
+    rng = np.random.default_rng(3)
+    files = {
+        "disc/a.png": shapes_image("disc", rng),
+        "disc/deep/er/b.png": shapes_image("disc", rng, size=48),
+        "ring/c.jpg": shapes_image("ring", rng),
+        "odd/d.png": shapes_image("ring", rng),
+        "e.png": cv2.resize(shapes_image("disc", rng), (40, 32)),  # not square
+    }
+    for rel, img in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / rel), img[:, :, ::-1])
+    (root / "bad").mkdir()
+    (root / "bad" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return root
+
+
+GOOD = ["disc/a.png", "disc/deep/er/b.png", "e.png", "odd/d.png", "ring/c.jpg"]
+
+
+def test_restyle_writes_every_readable_image_under_the_same_relative_path(tiny_model, src, tmp_path):
+    dst = tmp_path / "out"
+    report = restyle_folder(tiny_model, src, dst, "label=ring", batch_size=2, progress=False)
+    assert sorted(os.path.relpath(p, dst) for p in report.written) == GOOD
+    assert report.existing == []
+    assert [os.path.relpath(p, src) for p, _ in report.failed] == ["bad/broken.png"]
+    assert "broken.png" in report.failed[0][1]
+    for rel in GOOD:
+        out = read_image(dst / rel)
+        assert out.shape == (32, 32, 3)  # size="model"
+    assert not (dst / "bad").exists()
+    # only finished files: no temp files anywhere under dst
+    assert sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file()) == GOOD
+
+
+def test_restyle_output_is_encode_with_source_decode_with_target(tiny_model, src, tmp_path):
+    dst = tmp_path / "out"
+    restyle_folder(tiny_model, src, dst, "label=ring", progress=False)
+    m = tiny_model
+    with torch.inference_mode():
+        x = to_tensor(load_image(src / "disc/a.png", 32))
+        mu, _ = m.encode(x, m.condition("label=disc"))  # its sub-folder is a label: the source
+        expected = to_uint8(m.decode(mu, m.condition("label=ring")))[0]
+        x = to_tensor(load_image(src / "odd/d.png", 32))
+        mu_null, _ = m.encode(x, m.condition(None))  # 'odd' is no label: null source
+        expected_null = to_uint8(m.decode(mu_null, m.condition("label=ring")))[0]
+    assert np.abs(read_image(dst / "disc/a.png").astype(int) - expected).max() <= 1
+    assert np.abs(read_image(dst / "odd/d.png").astype(int) - expected_null).max() <= 1
+    # a different target gives a different picture
+    restyle_folder(m, src, tmp_path / "other", "label=disc", progress=False)
+    diff = np.abs(read_image(tmp_path / "other/disc/a.png").astype(int) - read_image(dst / "disc/a.png")).mean()
+    assert diff > 1.0
+
+
+def test_subfolder_condition_uses_the_first_factor_labels(tiny_model):
+    from pathlib import Path
+
+    c = subfolder_condition(tiny_model, [Path("disc/x.png"), Path("x.png"), Path("ring/deep/x.png"), Path("cat/x.png")])
+    labels = tiny_model.vocab["label"]
+    expected = torch.zeros(4, len(labels) + 1)
+    expected[0, labels.index("disc")] = 1
+    expected[1, -1] = 1
+    expected[2, labels.index("ring")] = 1
+    expected[3, -1] = 1
+    assert torch.equal(c["label"].cpu(), expected)
+
+
+def test_rerun_finishes_an_interrupted_folder(tiny_model, src, tmp_path):
+    dst = tmp_path / "out"
+
+    def stop_after_first_batch(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        restyle_folder(tiny_model, src, dst, "label=disc", batch_size=2, progress=False, callback=stop_after_first_batch)
+    first = sorted(str(p.relative_to(dst)) for p in dst.rglob("*") if p.is_file())
+    assert 0 < len(first) < len(GOOD)
+    stamps = {rel: (dst / rel).stat().st_mtime_ns for rel in first}
+    report = restyle_folder(tiny_model, src, dst, "label=disc", batch_size=2, progress=False)
+    assert sorted(os.path.relpath(p, dst) for p in report.existing) == first
+    assert sorted(os.path.relpath(p, dst) for p in report.written) == sorted(set(GOOD) - set(first))
+    assert all((dst / rel).stat().st_mtime_ns == t for rel, t in stamps.items())  # left alone
+    again = restyle_folder(tiny_model, src, dst, "label=disc", progress=False)
+    assert again.written == [] and len(again.existing) == len(GOOD)
+    redo = restyle_folder(tiny_model, src, dst, "label=disc", overwrite=True, progress=False)
+    assert len(redo.written) == len(GOOD)
+
+
+def test_restyle_refuses_to_write_over_its_inputs(tiny_model, src):
+    before = {p: p.read_bytes() for p in src.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match=r"same folder .*in"):
+        restyle_folder(tiny_model, src, src, "label=ring", progress=False)
+    # Output = the input's parent: the input in/in/disc/a.png would be written to in/disc/a.png.
+    (src / "in" / "disc").mkdir(parents=True)
+    cv2.imwrite(str(src / "in" / "disc" / "a.png"), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match=rf"overwrite the input .*output folder {src.parent} overlaps input folder {src}"):
+        restyle_folder(tiny_model, src, src.parent, "label=ring", progress=False)
+    after = {p: p.read_bytes() for p in before}
+    assert after == before
+
+
+def test_output_folder_inside_the_input_folder_skips_earlier_outputs(tiny_model, src):
+    dst = src / "restyled"
+    report = restyle_folder(tiny_model, src, dst, "label=ring", progress=False)
+    assert len(report.written) == len(GOOD)
+    report = restyle_folder(tiny_model, src, dst, "label=disc", overwrite=True, progress=False)
+    assert len(report.written) == len(GOOD)  # the outputs are not restyled as inputs
+    assert not (dst / "restyled").exists()
+
+
+def test_source_size_sampling_and_blend_targets(tiny_model, src, tmp_path):
+    dst = tmp_path / "out"
+    restyle_folder(tiny_model, src, dst, "label=disc:0.7,ring:0.3", source="label=disc", size="source",
+                   sample=True, seed=1, progress=False)
+    assert read_image(dst / "disc/deep/er/b.png").shape == (48, 48, 3)
+    assert read_image(dst / "e.png").shape == (32, 32, 3)  # 40x32 source: its centre square
+    first = read_image(dst / "ring/c.jpg")
+    # sampling is seeded per file: a second run in other batches gives the same pictures
+    restyle_folder(tiny_model, src, tmp_path / "again", "label=disc:0.7,ring:0.3", source="label=disc",
+                   size="source", sample=True, seed=1, batch_size=1, progress=False)
+    assert np.abs(read_image(tmp_path / "again/ring/c.jpg").astype(int) - first).max() <= 2
+    with pytest.raises(ValueError, match="unknown label 'square'"):
+        restyle_folder(tiny_model, src, dst, "label=square", progress=False)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        restyle_folder(tiny_model, tmp_path / "missing", dst, "label=disc", progress=False)

@@ -1,0 +1,116 @@
+"""`cvae sample / walk / restyle / anomaly` end to end on the tiny trained checkpoint."""
+from __future__ import annotations
+
+import json
+
+import av
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import shapes_image
+from cvae_art.cli import main
+from cvae_art.vae_core.images import read_image
+from cvae_art.vae_core.video import read_metadata
+
+
+def count_frames(path) -> tuple[int, tuple[int, int]]:
+    with av.open(str(path)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    return len(frames), frames[0].shape[:2]
+
+
+def test_sample_grid_is_seeded(tiny_model_path, tmp_path, capsys):
+    args = [str(tiny_model_path), "--cond", "label=disc", "--n", "6", "--seed", "7", "--temperature", "0.8"]
+    assert main(["sample", *args, "--out", str(tmp_path / "a.png")]) == 0
+    assert main(["sample", *args, "--out", str(tmp_path / "b.png")]) == 0
+    out = capsys.readouterr().out
+    assert "wrote" in out and "a.png" in out and "6 sample(s)" in out
+    a, b = read_image(tmp_path / "a.png"), read_image(tmp_path / "b.png")
+    assert a.shape == (2 + 2 * 34, 2 + 3 * 34, 3)  # 3 columns x 2 rows of 32 px with 2 px padding
+    assert np.array_equal(a, b)  # same seed, same images
+    info = json.loads(Image.open(tmp_path / "a.png").text["cvae"])
+    assert info["command"] == "sample" and info["seed"] == 7
+    assert main(["sample", *args[:-4], "--seed", "8", "--out", str(tmp_path / "c.png")]) == 0
+    assert not np.array_equal(a, read_image(tmp_path / "c.png"))
+    blend = ["sample", str(tiny_model_path), "--cond", "label=disc:0.5,ring:0.5", "--n", "3", "--out", str(tmp_path / "blend")]
+    assert main(blend) == 0
+    assert sorted(p.name for p in (tmp_path / "blend").iterdir()) == ["sample_0000.png", "sample_0001.png", "sample_0002.png"]
+
+
+def test_walk_writes_exactly_the_frames_asked_for(tiny_model_path, tmp_path, capsys):
+    out = tmp_path / "walk.mp4"
+    code = main(["walk", str(tiny_model_path), "--keyframes", "3", "--frames", "30", "--fps", "12",
+                 "--easing", "ease-in-out", "--loop", "--seed", "3", "--out", str(out)])
+    assert code == 0
+    assert f"wrote {out}: 30 frames at 12 fps, 32x32" in capsys.readouterr().out
+    assert count_frames(out) == (30, (32, 32))
+    meta = json.loads(read_metadata(out)["cvae"])
+    assert meta["command"] == "walk" and meta["loop"] is True
+    gif = tmp_path / "pp.gif"
+    assert main(["walk", str(tiny_model_path), "--keyframes", "2", "--frames", "11", "--pingpong", "--hold", "1",
+                 "--size", "48", "--out", str(gif)]) == 0
+    assert count_frames(gif) == (11, (48, 48))
+    seg = tmp_path / "seg.webm"
+    assert main(["walk", str(tiny_model_path), "--keyframes", "3", "--segment-frames", "4,6", "--out", str(seg)]) == 0
+    assert count_frames(seg)[0] == 11
+
+
+def test_walk_morphs_between_two_images_and_styles(tiny_model_path, tmp_path):
+    rng = np.random.default_rng(1)
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    cv2.imwrite(str(a), shapes_image("disc", rng)[:, :, ::-1])
+    cv2.imwrite(str(b), shapes_image("ring", rng)[:, :, ::-1])
+    out = tmp_path / "morph.webm"
+    assert main(["walk", str(tiny_model_path), "--from", str(a), "--to", str(b), "--cond-from", "label=disc",
+                 "--cond-to", "label=ring", "--frames", "12", "--out", str(out)]) == 0
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="rgb24").astype(int) for f in c.decode(video=0)]
+    assert len(frames) == 12
+    # the walk starts near the reconstruction of a and ends near that of b, so the ends differ
+    assert np.abs(frames[0] - frames[-1]).mean() > 5
+    assert np.abs(frames[0] - frames[1]).mean() < np.abs(frames[0] - frames[-1]).mean()
+
+
+def test_restyle_and_anomaly_commands(tiny_model_path, shapes_folder, tmp_path, capsys):
+    src = tmp_path / "in"
+    for sub in ("disc", "ring"):
+        (src / sub).mkdir(parents=True)
+        for p in sorted((shapes_folder / sub).iterdir())[:2]:
+            (src / sub / p.name).write_bytes(p.read_bytes())
+    (src / "ring" / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    assert main(["restyle", str(tiny_model_path), str(src), str(out), "--from", "label=disc",
+                 "--to", "label=ring:0.7,disc:0.3"]) == 0
+    captured = capsys.readouterr()
+    assert "restyled 4 image(s)" in captured.out and "1 unreadable" in captured.out
+    assert "broken.png" in captured.err
+    assert len(list(out.rglob("*.png"))) == 4
+    assert main(["restyle", str(tiny_model_path), str(src), str(out), "--to", "label=ring"]) == 0
+    assert "4 already there" in capsys.readouterr().out
+    assert main(["restyle", str(tiny_model_path), str(src), str(src), "--to", "label=ring"]) == 2
+    assert "same folder" in capsys.readouterr().err
+
+    csv_path = tmp_path / "scores.csv"
+    assert main(["anomaly", str(tiny_model_path), str(src), "--samples", "2", "--csv", str(csv_path),
+                 "--heatmaps", str(tmp_path / "heat"), "--top", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "broken.png" in captured.err
+    assert len(csv_path.read_text().strip().splitlines()) == 1 + 4
+    heat = sorted((tmp_path / "heat").iterdir())
+    assert len(heat) == 2 and read_image(heat[0]).shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["walk", "{model}", "--frames", "10", "--out", "{tmp}/x.avi"], "unknown video format"),
+    (["walk", "{model}", "--from", "{tmp}/a.png", "--out", "{tmp}/x.mp4"], "--from and --to go together"),
+    (["walk", "{model}", "--keyframes", "3", "--segment-frames", "4,6", "--frames", "20", "--out", "{tmp}/x.mp4"], "make 11 frames"),
+    (["sample", "{model}", "--cond", "style=noto", "--out", "{tmp}/x.png"], "unknown condition factor"),
+    (["sample", "{tmp}/missing.safetensors", "--out", "{tmp}/x.png"], "no such checkpoint"),
+])
+def test_bad_arguments_give_one_clear_line(tiny_model_path, tmp_path, capsys, argv, message):
+    argv = [x.format(model=tiny_model_path, tmp=tmp_path) for x in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

@@ -1,0 +1,197 @@
+"""Video files written for real and decoded back (PyAV; Pillow for animated WebP, which FFmpeg
+8.1 cannot decode)."""
+from __future__ import annotations
+
+import json
+import tracemalloc
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cvae_art.vae_core.model import CVAE, ModelConfig
+from cvae_art.vae_core.video import VideoError, VideoWriter, read_metadata, write_video
+from cvae_art.vae_core.walk import decode_chunks, render_walk
+
+
+def moving_frames(n: int, h: int = 48, w: int = 64) -> np.ndarray:
+    """Frames that differ from each other (a bar sliding over a gradient) and compress sanely."""
+    y, x = np.mgrid[0:h, 0:w]
+    base = np.stack([x * 255 // w, y * 255 // h, np.full_like(x, 128)], -1).astype(np.uint8)
+    out = np.repeat(base[None], n, 0)
+    for i in range(n):
+        c = (i * 3) % (w - 8)
+        out[i, :, c:c + 8] = (250, 250, 30)
+    return out
+
+
+def decode(path: Path) -> tuple[list[np.ndarray], float]:
+    """All frames as RGB arrays, and the frame rate from the timestamps."""
+    if path.suffix == ".webp":
+        frames, durations = [], []
+        with Image.open(path) as im:
+            for i in range(im.n_frames):
+                im.seek(i)
+                im.load()
+                durations.append(im.info["duration"])
+                frames.append(np.array(im.convert("RGB")))
+        return frames, 1000 * len(durations) / sum(durations)
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        frames, times = [], []
+        for f in c.decode(stream):
+            frames.append(f.to_ndarray(format="rgb24"))
+            times.append(f.time)
+    duration = (times[-1] - times[0]) * len(times) / (len(times) - 1)
+    return frames, len(times) / duration
+
+
+@pytest.mark.parametrize("ext", ["mp4", "webm", "gif", "webp"])
+def test_written_video_decodes_back(tmp_path, ext):
+    frames = moving_frames(30)
+    meta = {"workflow": json.dumps({"nodes": [{"id": 1, "type": "CVAERenderWalk"}], "note": "é" * 400})}
+    path = write_video(tmp_path / f"clip.{ext}", (frames[i:i + 7] for i in range(0, 30, 7)), fps=12, metadata=meta)
+    assert path == tmp_path / f"clip.{ext}"
+    decoded, fps = decode(path)
+    assert len(decoded) == 30
+    assert decoded[0].shape == (48, 64, 3)
+    assert fps == pytest.approx(12, rel=0.02)
+    err = np.abs(decoded[0].astype(int) - frames[0]).mean()
+    assert err < 6, err  # lossy codecs: close, not equal
+    # the last frame is the last input, not a duplicate of an earlier one
+    assert np.abs(decoded[-1].astype(int) - frames[-1]).mean() < np.abs(decoded[-1].astype(int) - frames[0]).mean()
+    assert read_metadata(path) == meta
+    assert list(tmp_path.iterdir()) == [path]  # no temp file left behind
+
+
+def test_mp4_is_h264_yuv420p_and_pads_odd_sizes(tmp_path):
+    frames = moving_frames(10, h=31, w=45)
+    path = write_video(tmp_path / "odd.mp4", frames, fps=24)
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        assert s.codec_context.name == "h264"
+        assert s.codec_context.pix_fmt == "yuv420p"
+        assert s.average_rate == Fraction(24)
+        decoded = [f.to_ndarray(format="rgb24") for f in c.decode(s)]
+    assert len(decoded) == 10
+    assert decoded[0].shape == (32, 46, 3)  # one edge pixel added on each odd side
+    assert np.abs(decoded[0][:31, :45].astype(int) - frames[0]).mean() < 6
+    # the padding repeats the edge, it is not a black bar
+    assert np.abs(decoded[3][31].astype(int) - decoded[3][30].astype(int)).mean() < 8
+
+
+def test_webm_is_vp9_and_gif_loops(tmp_path):
+    webm = write_video(tmp_path / "a.webm", moving_frames(5), fps=30)
+    with av.open(str(webm)) as c:
+        assert c.streams.video[0].codec_context.name == "vp9"
+    gif = write_video(tmp_path / "a.gif", moving_frames(5), loop=0)
+    webp = write_video(tmp_path / "a.webp", moving_frames(5), loop=3)
+    with Image.open(gif) as g, Image.open(webp) as w:
+        assert g.info["loop"] == 0  # forever
+        assert w.info["loop"] == 4  # WebP counts plays, ours counts repeats
+
+
+def test_quality_changes_the_file(tmp_path):
+    frames = moving_frames(20)
+    hi = write_video(tmp_path / "hi.mp4", frames, quality=95)
+    lo = write_video(tmp_path / "lo.mp4", frames, quality=40)
+    assert hi.stat().st_size > lo.stat().st_size
+    (dh, _), (dl, _) = decode(hi), decode(lo)
+    assert np.abs(dh[5].astype(int) - frames[5]).mean() < np.abs(dl[5].astype(int) - frames[5]).mean()
+
+
+def test_bad_input_gives_clear_errors(tmp_path):
+    with pytest.raises(VideoError, match=r"clip\.avi.*unknown video format '\.avi'.*\.mp4"):
+        VideoWriter(tmp_path / "clip.avi")
+    w = VideoWriter(tmp_path / "a.mp4")
+    with pytest.raises(VideoError, match="uint8"):
+        w.write(np.zeros((4, 8, 8, 3), np.float32))
+    with pytest.raises(VideoError, match=r"\[N, H, W, 3\]"):
+        w.write(np.zeros((4, 8, 8), np.uint8))
+    w.abort()
+    with pytest.raises(VideoError, match="no frames"):
+        with VideoWriter(tmp_path / "empty.gif"):
+            pass
+    with pytest.raises(VideoError, match="size changed"):
+        with VideoWriter(tmp_path / "b.webm") as w:
+            w.write(np.zeros((8, 8, 3), np.uint8))
+            w.write(np.zeros((8, 10, 3), np.uint8))
+    assert list(tmp_path.iterdir()) == []  # failed writes leave nothing, not even temp files
+
+
+def test_an_error_mid_write_leaves_the_old_file_alone(tmp_path):
+    target = tmp_path / "keep.mp4"
+    target.write_bytes(b"previous render")
+    with pytest.raises(RuntimeError, match="cancelled"):
+        with VideoWriter(target) as w:
+            w.write(moving_frames(5))
+            raise RuntimeError("cancelled")
+    assert target.read_bytes() == b"previous render"
+    assert list(tmp_path.iterdir()) == [target]
+
+
+@pytest.mark.parametrize("ext", ["mp4", "gif"])
+def test_writing_streams_without_holding_frames(tmp_path, ext):
+    """Python-side memory while writing 400 frames from a generator stays a few frames' worth."""
+    two = moving_frames(2)
+
+    def gen():
+        for i in range(400):
+            yield two[i % 2].copy()  # a new array each time, as a decoder would give
+
+    tracemalloc.start()
+    try:
+        path = write_video(tmp_path / f"long.{ext}", gen(), fps=24)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    frame_bytes = 48 * 64 * 3
+    assert peak < 40 * frame_bytes, peak  # 400 frames would be 3.7 MB
+    with av.open(str(path)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 400
+
+
+@pytest.fixture(scope="module")
+def model64():
+    torch.manual_seed(0)
+    return CVAE(ModelConfig(resolution=32, latent_dim=8, base_channels=8, max_channels=16,
+                            conditions={"style": ["a", "b"]})).eval()
+
+
+def test_render_walk_writes_what_decode_chunks_gives(tmp_path, model64):
+    z = torch.randn(37, 8, generator=torch.Generator().manual_seed(1)) * 3
+    cond = model64.condition("style=a:0.5,b:0.5")
+    expected = torch.cat(list(decode_chunks(model64, z, cond, chunk=10)))
+    assert expected.shape == (37, 3, 32, 32)
+    calls = []
+    path = render_walk(model64, z, cond, tmp_path / "walk.gif", fps=10, chunk=10,
+                       callback=lambda done, total: calls.append((done, total)))
+    assert calls == [(10, 37), (20, 37), (30, 37), (37, 37)]
+    decoded, _ = decode(path)
+    assert len(decoded) == 37
+    ref = (expected.permute(0, 2, 3, 1).numpy() * 255).round()
+    assert np.abs(decoded[20].astype(float) - ref[20]).mean() < 6
+    # per-frame conditions (a sweep) are sliced per chunk, not broadcast
+    sweep = {"style": torch.linspace(0, 1, 37)[:, None] * torch.tensor([[1.0, -1, 0]]) + torch.tensor([[0.0, 1, 0]])}
+    chunks = torch.cat(list(decode_chunks(model64, z, sweep, chunk=8)))
+    whole = model64.decode(z, sweep)
+    assert torch.allclose(chunks, whole, atol=1e-5)
+
+
+def test_render_walk_upscales_and_cancels_cleanly(tmp_path, model64):
+    z = torch.randn(12, 8)
+    path = render_walk(model64, z, None, tmp_path / "big.mp4", size=80, chunk=5)
+    decoded, _ = decode(path)
+    assert len(decoded) == 12 and decoded[0].shape == (80, 80, 3)
+
+    def cancel(done, total):
+        if done >= 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        render_walk(model64, z, None, tmp_path / "cancelled.webm", chunk=5, callback=cancel)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.mp4"]

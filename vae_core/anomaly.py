@@ -1,0 +1,163 @@
+"""Anomaly scores: how badly the model explains each image, to rank the odd ones in a set.
+
+Two scores per image: the reconstruction error of the posterior mean (mean squared error per
+pixel value, 0..1 scale), and the negative ELBO in nats per image (a Monte-Carlo estimate of
+E_q[-log p(x|z)] + KL(q(z|x) || p(z)) under the model's own likelihood), which also counts how
+unusual the image's latent is. Higher is more anomalous for both.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .conditions import Cond, CondSpec
+from .images import ImageReadError, fit, list_images, load_image, to_tensor, to_uint8
+from .losses import kl_divergence, reconstruction_nll
+
+
+@dataclass
+class AnomalyResult:
+    recon_error: torch.Tensor  # [B] mean squared error per pixel value of the mean reconstruction
+    neg_elbo: torch.Tensor  # [B] nats per image
+    error_map: torch.Tensor  # [B, R, R] squared error averaged over channels, at the model's resolution
+
+
+class ScoreList(list):
+    """score_folder's result: [(path, recon_error, neg_elbo)], worst first; `.skipped` lists the
+    unreadable files as (path, why)."""
+
+    skipped: list[tuple[str, str]]
+
+
+@torch.inference_mode()
+def anomaly_scores(
+    model, images: torch.Tensor, cond: Cond | CondSpec | None = None, samples: int = 8, seed: int = 0
+) -> AnomalyResult:
+    """Scores for float images [B, 3, H, W] in 0..1 (resized to the model's resolution).
+
+    cond: a Cond (batch 1 or B), a spec such as "label=disc", or None for the null condition.
+    samples: latent draws for the ELBO estimate; the noise comes from `seed` on the CPU, so
+    scores are the same on every device.
+    """
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be [B, 3, H, W], got shape {list(images.shape)}")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    x = fit(images.to(model.device, torch.float32), model.resolution)
+    if not _is_cond(cond):
+        cond = model.condition(cond, x.shape[0])
+    mu, logvar = model.encode(x, cond)
+    recon = model.decode(mu, cond)
+    sq = (recon - x).pow(2)
+    g = torch.Generator().manual_seed(int(seed))
+    nll = torch.zeros(x.shape[0], device=x.device)
+    std = torch.exp(0.5 * logvar)
+    for _ in range(samples):
+        eps = torch.randn(mu.shape, generator=g).to(mu)
+        logits = model.decode_logits(mu + eps * std, cond)
+        nll += reconstruction_nll(model.config.recon, logits, x, model.log_sigma)
+    neg_elbo = nll / samples + kl_divergence(mu, logvar).sum(1)
+    return AnomalyResult(
+        recon_error=sq.flatten(1).mean(1).cpu(),
+        neg_elbo=neg_elbo.cpu(),
+        error_map=sq.mean(1).cpu(),
+    )
+
+
+def _is_cond(c) -> bool:
+    """A Cond (weights per factor) rather than a spec to parse."""
+    return isinstance(c, dict) and bool(c) and all(isinstance(v, torch.Tensor) for v in c.values())
+
+
+def heatmap(
+    error_map: torch.Tensor,
+    images: torch.Tensor | np.ndarray | None = None,
+    alpha: float = 0.5,
+    vmax: float | None = None,
+    colormap: int = cv2.COLORMAP_INFERNO,
+) -> np.ndarray:
+    """Colour error maps [B, H, W] as uint8 RGB [B, H, W, 3], optionally over the images.
+
+    One scale for the whole batch (0..vmax, default the batch's largest error), so colours
+    compare across images. images: float [B, 3, H, W] 0..1 or uint8 [B, H, W, 3] of any size
+    (the heat map is resized to them); alpha is the heat map's opacity.
+    """
+    em = error_map.detach().float().cpu()
+    if em.dim() == 2:
+        em = em[None]
+    top = float(em.max()) if vmax is None else float(vmax)
+    gray = (em / max(top, 1e-12)).clamp(0, 1).mul(255).round().byte().numpy()
+    base = None
+    if images is not None:
+        base = to_uint8(images) if isinstance(images, torch.Tensor) and images.is_floating_point() else np.asarray(images)
+        if base.ndim == 3:
+            base = base[None]
+        if base.shape[0] != gray.shape[0]:
+            raise ValueError(f"{base.shape[0]} images for {gray.shape[0]} error maps")
+    out = []
+    for i, g in enumerate(gray):
+        heat = cv2.cvtColor(cv2.applyColorMap(g, colormap), cv2.COLOR_BGR2RGB)
+        if base is not None:
+            h, w = base[i].shape[:2]
+            if heat.shape[:2] != (h, w):
+                heat = cv2.resize(heat, (w, h), interpolation=cv2.INTER_NEAREST)
+            heat = cv2.addWeighted(heat, alpha, np.ascontiguousarray(base[i]), 1 - alpha, 0)
+        out.append(heat)
+    return np.stack(out)
+
+
+def score_folder(
+    model,
+    folder: str | Path,
+    cond: CondSpec | None = None,
+    samples: int = 8,
+    seed: int = 0,
+    batch_size: int = 32,
+    background: str = "white",
+    progress: bool = False,
+    callback: Callable[[int, int], None] | None = None,
+    by: str = "neg_elbo",
+) -> ScoreList:
+    """(path, recon_error, neg_elbo) for every image under `folder`, worst first (by `by`).
+
+    cond=None: each image's first sub-folder name when it is a label of the model's first
+    factor, else the null condition (as in restyle). Unreadable files are skipped and listed in
+    the result's `.skipped`. Streams in batches.
+    """
+    from .restyle import subfolder_condition
+
+    if by not in ("neg_elbo", "recon_error"):
+        raise ValueError(f"by must be 'neg_elbo' or 'recon_error', got {by!r}")
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    files = list_images(folder)
+    fixed = None if cond is None else model.condition(cond, 1)
+    rows: list[tuple[str, float, float]] = []
+    skipped: list[tuple[str, str]] = []
+    r = model.resolution
+    for start in tqdm(range(0, len(files), batch_size), disable=not progress, desc=f"scoring {folder.name}", unit="batch"):
+        arrays, keep = [], []
+        for p in files[start:start + batch_size]:
+            try:
+                arrays.append(load_image(p, r, background))
+                keep.append(p)
+            except (ImageReadError, cv2.error) as err:
+                skipped.append((str(p), str(err)))
+        if keep:
+            c = fixed if fixed is not None else subfolder_condition(model, [p.relative_to(folder) for p in keep])
+            # A seed per batch position: re-runs give identical scores.
+            res = anomaly_scores(model, to_tensor(np.stack(arrays)), c, samples=samples, seed=seed + start)
+            rows += [(str(p), float(e), float(n)) for p, e, n in zip(keep, res.recon_error, res.neg_elbo)]
+        if callback is not None:
+            callback(min(start + batch_size, len(files)), len(files))
+    key = 2 if by == "neg_elbo" else 1
+    out = ScoreList(sorted(rows, key=lambda row: row[key], reverse=True))
+    out.skipped = skipped
+    return out
