@@ -161,7 +161,7 @@ class CVAERestyleFolder:
         with comfy.Progress(len(list_images(src)), "restyle") as bar:
             report = restyle_folder(model, src, dst, target, source, batch_size=batch_size, sample=mode == "sample",
                                     size=size, overwrite=overwrite, progress=False, callback=bar.callback,
-                                    background=background, seed=seed % 2**32)  # restyle multiplies the seed; keep it in range
+                                    background=background, seed=seed)
         for path, why in report.failed:
             log.warning("CVAE Restyle Folder failed on %s: %s", path, why)
         lines = [f"{len(report.written)} written, {len(report.existing)} already there (kept), {len(report.failed)} failed, in {dst}"]

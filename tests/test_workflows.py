@@ -1,0 +1,327 @@
+"""The shipped workflows (workflows/*.json): well-formed UI documents that match the node pack, that
+validate as shipped, and that run headless on the bundled model and samples and write what they
+promise. The quick-start command runs once exactly as the README gives it (a fresh process, from
+another folder); the others run in-process through the same CLI code, the training one shortened
+with --set."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from cvae_art.cli import main as cvae
+from cvae_art.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, comfy
+from cvae_art.runner import input_specs, load_workflow, read_workflow, validate
+from cvae_art.vae_core.checkpoint import load_model
+from cvae_art.vae_core.images import load_image
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOWS = REPO / "workflows"
+SAMPLES = REPO / "assets" / "samples"
+SHIPPED = {"latent_walk", "style_morph", "folder_style_blend", "latent_arithmetic", "sample_grid_per_style",
+           "train_small_model", "anomaly_scan"}
+NODE_KEYS = {"id", "type", "pos", "size", "flags", "order", "mode", "inputs", "outputs", "properties", "widgets_values"}
+TITLE_H = 30  # LiteGraph draws the title bar above a node's pos
+
+
+def shipped() -> list[Path]:
+    return sorted(WORKFLOWS.glob("*.json"))
+
+
+def sample_names(folder: Path) -> set[str]:
+    return {p.relative_to(folder).with_suffix(".png").as_posix() for p in folder.rglob("*.png")}
+
+
+def pngs(folder: Path) -> dict[str, np.ndarray]:
+    """Relative path -> decoded image, for every PNG below folder."""
+    out = {}
+    for p in sorted(folder.rglob("*.png")):
+        image = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        assert image is not None, f"{p} does not decode"
+        out[p.relative_to(folder).as_posix()] = image
+    return out
+
+
+def video(path: Path) -> tuple[int, int, int, float]:
+    """(decoded frames, width, height, fps) of a video, read back with PyAV."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return frames, stream.codec_context.width, stream.codec_context.height, float(stream.average_rate)
+
+
+def api_inputs(name: str, class_type: str) -> list[dict]:
+    """The inputs each node of a type receives when the shipped file runs (as ComfyUI's frontend sends them)."""
+    wf = load_workflow(WORKFLOWS / f"{name}.json", NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS)
+    return [n["inputs"] for _, n in sorted(wf.api.items(), key=lambda kv: int(kv[0])) if n["class_type"] == class_type]
+
+
+def node_id(name: str, class_type: str) -> str:
+    ids = [str(n["id"]) for n in read_workflow(WORKFLOWS / f"{name}.json")["nodes"] if n["type"] == class_type]
+    assert len(ids) == 1, f"{name}: expected one {class_type}, found {ids}"
+    return ids[0]
+
+
+@pytest.fixture()
+def headless(tmp_path, monkeypatch, capsys):
+    """Runs `cvae run FILE --output-dir out` in-process from an empty folder (so paths to the bundled
+    samples must not depend on the working directory); returns (output folder, printed paths)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(comfy, "_output_dir", comfy._output_dir)  # the run sets it; restored afterwards
+    # Input and model folders as in a fresh `cvae run` process, whatever another test set.
+    monkeypatch.setattr(comfy, "_input_dir", None)
+    monkeypatch.setattr(comfy, "_model_dirs", None)
+    out = tmp_path / "out"
+
+    def run(name: str, *overrides: str) -> tuple[Path, list[Path]]:
+        sets = [arg for o in overrides for arg in ("--set", o)]
+        code = cvae(["run", str(WORKFLOWS / f"{name}.json"), "--output-dir", str(out), "-q", *sets])
+        printed = capsys.readouterr()
+        assert code == 0, printed.err
+        files = [Path(line) for line in printed.out.splitlines() if line.strip()]
+        assert files and all(p.is_file() for p in files), printed.out
+        return out, files
+
+    return run
+
+
+# -- the files -----------------------------------------------------------------------------------
+
+def test_every_job_is_shipped_and_the_generator_is_in_sync():
+    assert {p.stem for p in shipped()} == SHIPPED
+    spec = importlib.util.spec_from_file_location("make_workflows", REPO / "tools" / "make_workflows.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while being defined
+    spec.loader.exec_module(module)
+    # Fails when a file was edited by hand or a node's INPUT_TYPES changed under the workflows.
+    assert module.main(["--check"]) == 0
+
+
+@pytest.mark.parametrize("path", shipped(), ids=lambda p: p.stem)
+def test_ui_document_is_complete_and_consistent(path):
+    ui = json.loads(path.read_text(encoding="utf-8"))
+    assert ui["version"] == 0.4
+    assert {"last_node_id", "last_link_id", "nodes", "links", "groups", "config", "extra"} <= set(ui)
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    assert len(nodes) == len(ui["nodes"]) and ui["last_node_id"] >= max(nodes)
+    assert ui["last_link_id"] >= max((link[0] for link in ui["links"]), default=0)
+    for node in nodes.values():
+        assert NODE_KEYS <= set(node), f"node {node['id']} lacks {NODE_KEYS - set(node)}"
+        assert node["title"].strip() and len(node["pos"]) == 2 and len(node["size"]) == 2
+        assert node["type"] == "Note" or node["type"] in NODE_CLASS_MAPPINGS
+    # Both ends of every link agree with the links table, and the types match.
+    for link_id, src, src_slot, dst, dst_slot, kind in ui["links"]:
+        target = nodes[dst]["inputs"][dst_slot]
+        output = nodes[src]["outputs"][src_slot]
+        assert target["link"] == link_id and link_id in output["links"]
+        assert target["type"] == output["type"] == kind
+        # Read left to right: no link runs backwards (within a column, downwards).
+        (sx, sy), (dx, dy) = nodes[src]["pos"], nodes[dst]["pos"]
+        assert sx < dx or (sx == dx and sy < dy), f"link {link_id} runs from node {src} back to node {dst}"
+    linked = [slot["link"] for n in nodes.values() for slot in n["inputs"] if slot["link"] is not None]
+    assert sorted(linked) == sorted(link[0] for link in ui["links"])
+    assert sorted(i for n in nodes.values() for o in n["outputs"] for i in o["links"]) == sorted(linked)
+    # The execution order the frontend stores is a topological order.
+    order = {n["id"]: n["order"] for n in nodes.values()}
+    assert sorted(order.values()) == list(range(len(nodes)))
+    assert all(order[src] < order[dst] for _, src, _, dst, _, _ in ui["links"])
+
+    def box(n):
+        return (n["pos"][0], n["pos"][1] - TITLE_H, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+
+    def inside(inner, outer):
+        return outer[0] <= inner[0] and outer[1] <= inner[1] and inner[2] <= outer[2] and inner[3] <= outer[3]
+
+    def overlap(a, b):
+        return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+    boxes = {i: box(n) for i, n in nodes.items()}
+    assert not [(a, b) for a in boxes for b in boxes if a < b and overlap(boxes[a], boxes[b])], "nodes overlap"
+    # Every working node sits in exactly one titled group, and groups do not overlap.
+    groups = [(g["title"], (g["bounding"][0], g["bounding"][1], g["bounding"][0] + g["bounding"][2],
+                            g["bounding"][1] + g["bounding"][3])) for g in ui["groups"]]
+    assert groups and all(title.strip() for title, _ in groups)
+    assert not [(a, b) for i, (a, ga) in enumerate(groups) for b, gb in groups[i + 1:] if overlap(ga, gb)]
+    for i, node in nodes.items():
+        homes = [title for title, g in groups if inside(boxes[i], g)]
+        assert len(homes) == (0 if node["type"] == "Note" else 1), f"node {i} {node['title']!r} is in groups {homes}"
+
+
+@pytest.mark.parametrize("path", shipped(), ids=lambda p: p.stem)
+def test_shipped_file_validates_as_it_is(path, capsys):
+    wf = load_workflow(path, NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS)
+    # No widget count mismatch, no input whose link leads nowhere, nothing invalid.
+    assert wf.warnings == [] and wf.notes == {}
+    assert all(why == "a Note (frontend only)" for why in wf.skipped.values())
+    assert validate(wf, NODE_CLASS_MAPPINGS) == []
+    assert cvae(["run", str(path), "--check"]) == 0
+    assert "valid (ui format" in capsys.readouterr().out
+    # Every seed's control_after_generate is 'fixed': a shipped graph gives the same files on every run.
+    for node in read_workflow(path)["nodes"]:
+        if node["type"] == "Note":
+            continue
+        index = 0
+        for spec in (s for s in input_specs(NODE_CLASS_MAPPINGS[node["type"]]) if s.is_widget):
+            if spec.extra_widget_values:
+                assert node["widgets_values"][index + 1:index + 2] == ["fixed"], f"node {node['id']} {spec.name}"
+            index += 1 + spec.extra_widget_values
+        assert index == len(node["widgets_values"])
+
+
+# -- running them ----------------------------------------------------------------------------------
+
+def test_quick_start_command_as_shipped(tmp_path):
+    """`cvae run workflows/latent_walk.json`, from another folder: an MP4 in ./output."""
+    exe = shutil.which("cvae")
+    command = [exe] if exe else [sys.executable, "-m", "cvae_art.cli"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMFYUI")}
+    done = subprocess.run([*command, "run", str(WORKFLOWS / "latent_walk.json")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    (render,) = api_inputs("latent_walk", "CVAERenderWalk")
+    videos = list((tmp_path / "output").rglob("*.mp4"))
+    assert [str(p) for p in videos] == [line for line in done.stdout.splitlines() if line.endswith(".mp4")]
+    assert video(videos[0]) == (render["frames"], render["size"], render["size"], render["fps"])
+    with av.open(str(videos[0])) as container:  # the graph travels with the video
+        assert json.loads(container.metadata["workflow"])["nodes"] == read_workflow(WORKFLOWS / "latent_walk.json")["nodes"]
+    (sample,) = api_inputs("latent_walk", "CVAESample")
+    keys = pngs(tmp_path / "output")
+    assert len(keys) == sample["count"] and all(img.shape[:2] == (64, 64) for img in keys.values())
+
+
+def test_style_morph(headless):
+    out, _ = headless("style_morph")
+    (render,) = api_inputs("style_morph", "CVAERenderWalk")
+    (mp4,) = out.rglob("*.mp4")
+    assert video(mp4) == (render["frames"], render["size"], render["size"], render["fps"])
+    stills = list(pngs(out).values())
+    assert len(stills) == 4 and all(s.shape[:2] == (64, 64) for s in stills)
+    # One emoji, four styles: the style condition changes the drawing.
+    assert all(np.abs(stills[0].astype(int) - s.astype(int)).max() > 0 for s in stills[1:])
+
+
+def test_folder_style_blend_keeps_every_name(headless):
+    out, files = headless("folder_style_blend")
+    (restyle,) = api_inputs("folder_style_blend", "CVAERestyleFolder")
+    written = pngs(out / restyle["target_folder"])
+    assert set(written) == sample_names(SAMPLES) and len(written) == 40
+    for name, image in written.items():  # size 'source': back at each sample's own size
+        assert image.shape[:2] == cv2.imread(str(SAMPLES / name), cv2.IMREAD_UNCHANGED).shape[:2]
+    assert len(files) >= 1  # the node's previews
+
+
+def test_latent_arithmetic(headless):
+    out, _ = headless("latent_arithmetic")
+    for kind in ("analogy", "attribute"):
+        results = pngs(out / "cvae" / "arithmetic" / kind)
+        assert set(results) == sample_names(SAMPLES / "noto")
+        assert all(img.shape[:2] == (64, 64) for img in results.values())
+    png = next((out / "cvae" / "arithmetic" / "analogy").glob("*.png"))
+    embedded = json.loads(Image.open(png).text["workflow"])  # drag the PNG onto ComfyUI: the graph returns
+    assert embedded["nodes"] == read_workflow(WORKFLOWS / "latent_arithmetic.json")["nodes"]
+
+
+def test_sample_grid_per_style(headless):
+    out, _ = headless("sample_grid_per_style")
+    (sample,) = api_inputs("sample_grid_per_style", "CVAESample")
+    styles = {s: pngs(out / "cvae" / "grid" / s) for s in ("emojitwo", "noto", "openmoji", "twemoji2015")}
+    assert {s: len(v) for s, v in styles.items()} == {s: sample["count"] for s in styles}
+    assert all(img.shape[:2] == (64, 64) for v in styles.values() for img in v.values())
+    noto, openmoji = (np.stack(list(styles[s].values())).astype(int) for s in ("noto", "openmoji"))
+    assert np.abs(noto - openmoji).max() > 0  # same latents, other style: other drawings
+
+
+def test_train_small_model_then_sample(headless, tmp_path):
+    train_id = node_id("train_small_model", "CVAETrainModel")
+    out, files = headless("train_small_model", f"{train_id}.steps=12", f"{train_id}.batch_size=16")
+    (train,) = api_inputs("train_small_model", "CVAETrainModel")
+    # CVAE Save Model writes into models/cvae, which headless is ./models/cvae.
+    (saved,) = (tmp_path / "models" / "cvae").rglob("*.safetensors")
+    model = load_model(saved, device="cpu")
+    assert model.resolution == int(train["resolution"]) == 32
+    assert model.config.latent_dim == train["latent_dim"]
+    assert model.vocab == {"style": sorted(p.name for p in SAMPLES.iterdir() if p.is_dir())}
+    samples = [p for p in files if "train_small_noto" in p.name or "train_small_openmoji" in p.name]
+    counts = [s["count"] for s in api_inputs("train_small_model", "CVAESample")]
+    assert len(samples) == sum(counts)
+    assert all(cv2.imread(str(p)).shape[:2] == (32, 32) for p in samples)
+    (plot,) = [p for p in files if "train_small_loss" in p.name]
+    assert cv2.imread(str(plot)) is not None
+    assert list(out.glob("cvae/train_small_*/model.safetensors")), "no run folder in the output folder"
+
+
+def test_anomaly_scan(headless):
+    out, _ = headless("anomaly_scan")
+    heat = pngs(out / "cvae" / "anomaly" / "heatmaps")
+    assert set(heat) == sample_names(SAMPLES)
+    assert all(img.shape[:2] == (64, 64) for img in heat.values())
+    # 'ranked' is the scanned images themselves, reordered; the heat maps are overlays, not copies.
+    inputs = {name: cv2.cvtColor(load_image(SAMPLES / name, 64, "white"), cv2.COLOR_RGB2BGR) for name in heat}
+    ranked = sorted((out / "cvae" / "anomaly").glob("ranked_*.png"))
+    assert sorted(cv2.imread(str(p)).tobytes() for p in ranked) == sorted(x.tobytes() for x in inputs.values())
+    assert all(np.abs(heat[n].astype(int) - inputs[n].astype(int)).mean() > 1 for n in heat)
+
+
+# -- the same graphs in a real ComfyUI ---------------------------------------------------------------
+
+@pytest.mark.skipif(not os.environ.get("COMFYUI_DIR"), reason="set COMFYUI_DIR to a ComfyUI checkout to compare with it")
+def test_comfyui_runs_the_shipped_graphs_to_the_same_pixels(tmp_path, headless):
+    """The pack installed as custom_nodes/<another name>: bundled model and samples resolve from the
+    pack, not from ComfyUI's folders, and every image comes out as it does headless."""
+    import test_runner_comfyui as rc  # its launcher and HTTP helpers; pytest puts tests/ on sys.path
+    from cvae_art.runner import apply_overrides, ui_to_api
+
+    root = tmp_path / "comfyui"
+    (root / "custom_nodes").mkdir(parents=True)
+    (root / "custom_nodes" / "ComfyUI-CVAE-Art").symlink_to(REPO, target_is_directory=True)
+    (root / "launch.py").write_text(rc.LAUNCHER)
+    port = rc._free_port()
+    url = f"http://127.0.0.1:{port}"
+    with open(root / "log.txt", "w") as log:
+        proc = subprocess.Popen(
+            [os.environ.get("COMFYUI_PYTHON", sys.executable), str(root / "launch.py"), os.environ["COMFYUI_DIR"], "--cpu",
+             "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch", "--base-directory", str(root)],
+            stdout=log, stderr=subprocess.STDOUT)
+        try:
+            for _ in range(240):
+                try:
+                    if rc._request(f"{url}/object_info/CVAERenderWalk")[1]:
+                        break
+                except OSError:
+                    pass
+                assert proc.poll() is None, (root / "log.txt").read_text()[-3000:]
+                time.sleep(1)
+            train = f'{node_id("train_small_model", "CVAETrainModel")}.steps=12'
+            for path in shipped():
+                overrides = [train] if path.stem == "train_small_model" else []
+                wf = ui_to_api(read_workflow(path), NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS)
+                assert apply_overrides(wf, overrides, NODE_CLASS_MAPPINGS) == []
+                status, reply = rc._request(f"{url}/prompt", {"prompt": wf.api, "extra_data": {"extra_pnginfo": wf.extra_pnginfo()}})
+                assert status == 200 and reply["node_errors"] == {}, (path.name, reply)
+                history = rc._finish(url, reply["prompt_id"])
+                assert history["status"]["status_str"] == "success", (path.name, history["status"])
+                ours, _ = headless(path.stem, *overrides)
+            theirs = root / "output"
+            ours_png, theirs_png = pngs(ours), pngs(theirs)
+            assert set(theirs_png) == set(ours_png) and ours_png
+            for name, image in ours_png.items():
+                assert np.array_equal(image, theirs_png[name]), name
+            assert sorted(p.relative_to(theirs).as_posix() for p in theirs.rglob("*.mp4")) == \
+                   sorted(p.relative_to(ours).as_posix() for p in ours.rglob("*.mp4"))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
