@@ -23,20 +23,10 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 def _directories(output_dir: Path) -> dict[str, Path]:
     """Point the node pack at the output folder; returns the folders output entries may name."""
-    try:
-        from ..nodes import comfy
-    except ModuleNotFoundError as err:
-        if not (err.name or "").endswith("nodes.comfy"):
-            raise
-        comfy = None
-    if comfy is not None and hasattr(comfy, "set_output_directory"):
-        comfy.set_output_directory(str(output_dir))
-    folders = {"output": output_dir}
-    for kind in ("temp", "input"):
-        getter = getattr(comfy, f"{kind}_directory", None)
-        if getter is not None:
-            folders[kind] = Path(getter())
-    return folders
+    from ..nodes import comfy
+
+    comfy.set_output_directory(output_dir)
+    return {"output": output_dir, "temp": comfy.temp_directory(), "input": comfy.input_directory()}
 
 
 def _progress(event: str, step) -> None:
@@ -55,6 +45,10 @@ def _run_run(a: argparse.Namespace) -> int:
                           output_files, validate)
 
     classes = NODE_CLASS_MAPPINGS
+    # Folders first: validation lists models, and a model saved by an earlier run into this
+    # output folder must be among them.
+    output_dir = Path(a.output_dir).resolve()
+    folders = _directories(output_dir)
     wf = load_workflow(a.workflow, classes, NODE_DISPLAY_NAME_MAPPINGS)
     for warning in wf.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -68,9 +62,7 @@ def _run_run(a: argparse.Namespace) -> int:
     if a.check:
         print(f"{a.workflow}: valid ({wf.format} format, {len(wf.api)} node(s))")
         return 0
-    output_dir = Path(a.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
-    folders = _directories(output_dir)
     started = time.perf_counter()
     try:
         run = execute(wf, classes, a.nodes, progress=None if a.quiet else _progress)

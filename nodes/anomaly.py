@@ -16,7 +16,8 @@ class CVAEAnomalyScore:
     DESCRIPTION = (
         "Scores each image by how badly the model explains it (higher = more unusual): the reconstruction "
         "error and the negative ELBO. Outputs heat maps of where the reconstruction fails, the images "
-        "ranked most unusual first, and a score table."
+        "ranked most unusual first, and a score table, which it also saves as a .tsv in the output folder "
+        "(opens in any spreadsheet) and shows on the node."
     )
     CATEGORY = "CVAE/anomaly"
     RETURN_TYPES = ("IMAGE", "IMAGE", "STRING")
@@ -24,9 +25,11 @@ class CVAEAnomalyScore:
     OUTPUT_TOOLTIPS = (
         "Reconstruction error over each image (input order; one colour scale for the batch).",
         "The input images, most unusual first.",
-        "One line per image, most unusual first: rank, index, name, recon_error, neg_elbo.",
+        "Tab-separated, one line per image, most unusual first: rank, index, file, recon_error, neg_elbo.",
     )
     FUNCTION = "score"
+    OUTPUT_NODE = True
+    COLUMNS = ("rank", "index", "file", "recon_error", "neg_elbo")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -38,6 +41,7 @@ class CVAEAnomalyScore:
                 "samples": ("INT", {"default": 8, "min": 1, "max": 256, "step": 1, "tooltip": "Latent draws for the ELBO estimate: more is steadier and slower."}),
                 "seed": seed_input("Seed of the ELBO draws; same seed, same scores."),
                 "overlay": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Heat-map opacity over the image (1 = heat map only)."}),
+                "filename_prefix": ("STRING", {"default": "cvae/anomaly/scores", "tooltip": "The score table is saved as <prefix>_00001_.tsv inside the output folder (numbered, never overwritten); may hold subfolders."}),
             },
             "optional": {
                 "cond": cond_input("The images' expected condition (one, or one per image); not connected = unconditional."),
@@ -45,7 +49,7 @@ class CVAEAnomalyScore:
             },
         }
 
-    def score(self, model, image, rank_by, samples, seed, overlay, cond=None, file_names=None):
+    def score(self, model, image, rank_by, samples, seed, overlay, filename_prefix, cond=None, file_names=None):
         x = to_bchw(image)
         n = x.shape[0]
         names = split_names(file_names) if file_names else []
@@ -65,11 +69,20 @@ class CVAEAnomalyScore:
         maps = torch.cat([p.error_map for p in parts])
         heat = torch.from_numpy(heatmap(maps, x, alpha=overlay)).float().div_(255.0)
         order = torch.argsort(elbo if rank_by == "neg_elbo" else recon, descending=True, stable=True)
-        lines = ["rank\tindex\tname\trecon_error\tneg_elbo"]
+        rows = []
         for rank, i in enumerate(order.tolist(), 1):
-            lines.append(f"{rank}\t{i}\t{names[i] if names else i}\t{float(recon[i]):.6g}\t{float(elbo[i]):.6g}")
+            rows.append((rank, i, names[i] if names else "", f"{float(recon[i]):.6g}", f"{float(elbo[i]):.6g}"))
+        table = "\n".join("\t".join(map(str, row)) for row in [self.COLUMNS, *rows])
+        target = comfy.save_target(filename_prefix)
+        path = target.path("tsv")
+        path.write_text(table + "\n", encoding="utf-8")
+        top = rows[0]
+        which = top[2] or f"image {top[1]} of the batch (0-based)"
+        shown = f"{target.subfolder}/{path.name}" if target.subfolder else path.name
+        summary = (f"Most unusual (rank 1, by {rank_by}): {which}, recon_error {top[3]}, neg_elbo {top[4]}; "
+                   f"it is the first image of 'ranked'. Table saved as {shown} in the output folder.")
         ranked = x[order].permute(0, 2, 3, 1).contiguous().cpu()
-        return (heat, ranked, "\n".join(lines))
+        return {"ui": {"text": [summary + "\n\n" + table], "files": [str(path)]}, "result": (heat, ranked, table)}
 
 
 NODE_CLASS_MAPPINGS = {"CVAEAnomalyScore": CVAEAnomalyScore}

@@ -65,7 +65,7 @@ def set_input_directory(path: str | os.PathLike) -> None:
 
 
 def set_model_directories(paths: list[str | os.PathLike]) -> None:
-    """Folders searched for models when ComfyUI's registry is absent (first one receives saves)."""
+    """Folders searched for models, in place of ComfyUI's registry (the first one receives saves)."""
     global _model_dirs
     _model_dirs = [Path(p).resolve() for p in paths]
 
@@ -130,9 +130,25 @@ def register_model_folder() -> None:
 
 
 def model_directories() -> list[Path]:
-    if folder_paths is not None and _model_dirs is None:
+    """Folders searched for models: ComfyUI's 'cvae' registry inside ComfyUI; headless, the folders
+    set with set_model_directories, else the save folder (below) and ./models/cvae."""
+    if _model_dirs is not None:
+        return list(_model_dirs)
+    if folder_paths is not None:
         return [Path(p) for p in folder_paths.get_folder_paths(MODEL_FOLDER)]
-    return list(_model_dirs) if _model_dirs is not None else [Path.cwd() / "models" / MODEL_FOLDER]
+    return list(dict.fromkeys([model_save_directory(), (Path.cwd() / "models" / MODEL_FOLDER).resolve()]))
+
+
+def model_save_directory() -> Path:
+    """Where CVAE Save Model writes. Inside ComfyUI: the first folder of its 'cvae' registry
+    (models/cvae unless extra_model_paths.yaml names another), so Load Model lists the file.
+    Headless: the first folder set with set_model_directories, else <output folder>/models/cvae,
+    so a `cvae run` keeps everything it wrote under its --output-dir."""
+    if _model_dirs is not None:
+        return _model_dirs[0]
+    if folder_paths is not None:
+        return Path(folder_paths.get_folder_paths(MODEL_FOLDER)[0])
+    return output_directory() / "models" / MODEL_FOLDER
 
 
 def model_list() -> list[str]:

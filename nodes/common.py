@@ -93,10 +93,22 @@ def model_cond(model, cond: Cond | None, batch: int, what: str = "cond") -> Cond
         raise ValueError(f"{what}: {err}; use one condition or one per item") from None
 
 
+def cond_rows(cond: Cond | None) -> int:
+    """Rows of a condition batch; None (unconditional) counts as one."""
+    return max((w.shape[0] for w in cond.values()), default=1) if cond else 1
+
+
+def broadcast_latent(z: torch.Tensor, cond: Cond | None) -> torch.Tensor:
+    """A single latent with K conditions becomes K copies, one per condition: one image drawn in
+    (or morphing through) K styles without repeating the latent by hand."""
+    rows = cond_rows(cond)
+    return z.repeat(rows, 1) if z.shape[0] == 1 and rows > 1 else z
+
+
 def cond_spec(model, cond: Cond, what: str = "cond") -> dict[str, dict[str, float]]:
     """A single-row Cond as the exact spec {factor: {label: weight}} that vae_core functions
     taking a CondSpec accept ('null' is the null label)."""
-    rows = max((w.shape[0] for w in cond.values()), default=1)
+    rows = cond_rows(cond)
     if rows != 1:
         raise ValueError(f"{what} has {rows} rows; connect a single condition")
     cond = model_cond(model, cond, 1, what)

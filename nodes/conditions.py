@@ -110,25 +110,33 @@ class CVAEConditionMix:
 class CVAEConditionBatch:
     DESCRIPTION = (
         "Joins conditions into a batch: one per image for Decode, or one per keyframe for Render Walk "
-        "(the style then morphs in step with the walk)."
+        "(the style then morphs in step with the walk). Up to four inputs, joined in order a, b, c, d."
     )
     CATEGORY = "CVAE/condition"
     RETURN_TYPES = (COND_TYPE,)
     RETURN_NAMES = ("cond",)
-    OUTPUT_TOOLTIPS = ("cond_a's rows followed by cond_b's.",)
+    OUTPUT_TOOLTIPS = ("The rows of cond_a, then cond_b, then cond_c and cond_d when connected.",)
     FUNCTION = "join"
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "cond_a": cond_input("First condition(s)."),
-            "cond_b": cond_input("Condition(s) appended after cond_a (same model)."),
-        }}
+        return {
+            "required": {
+                "cond_a": cond_input("First condition(s)."),
+                "cond_b": cond_input("Condition(s) appended after cond_a (same model)."),
+            },
+            "optional": {
+                "cond_c": cond_input("Condition(s) appended after cond_b (same model)."),
+                "cond_d": cond_input("Condition(s) appended after cond_c (same model)."),
+            },
+        }
 
-    def join(self, cond_a, cond_b):
-        if set(cond_a) != set(cond_b) or any(cond_a[k].shape[-1] != cond_b[k].shape[-1] for k in cond_a):
-            raise ValueError("cond_a and cond_b come from models with different factors or labels; make both from one model")
-        return ({k: torch.cat([cond_a[k], cond_b[k].to(cond_a[k].device)]) for k in cond_a},)
+    def join(self, cond_a, cond_b, cond_c=None, cond_d=None):
+        parts = {name: c for name, c in zip("abcd", (cond_a, cond_b, cond_c, cond_d)) if c is not None}
+        for name, c in parts.items():
+            if set(cond_a) != set(c) or any(cond_a[k].shape[-1] != c[k].shape[-1] for k in cond_a):
+                raise ValueError(f"cond_a and cond_{name} come from models with different factors or labels; make them from one model")
+        return ({k: torch.cat([c[k].to(cond_a[k].device) for c in parts.values()]) for k in cond_a},)
 
 
 NODE_CLASS_MAPPINGS = {

@@ -7,6 +7,7 @@ from ..vae_core import latent as ops
 from ..vae_core.schedule import EASINGS, keyframe_path
 from .common import (
     LATENT_TYPE,
+    broadcast_latent,
     cond_input,
     decode,
     latent_input,
@@ -48,22 +49,25 @@ class CVAEEncode:
 
 
 class CVAEDecode:
-    DESCRIPTION = "Decodes CVAE latents into images, drawn in the given condition (style)."
+    DESCRIPTION = (
+        "Decodes CVAE latents into images, drawn in the given condition (style). A single latent with a "
+        "batch of K conditions gives K images: the same latent drawn once in each style."
+    )
     CATEGORY = "CVAE/latent"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("image",)
-    OUTPUT_TOOLTIPS = ("One image per latent.",)
+    OUTPUT_TOOLTIPS = ("One image per latent (per condition, for a single latent with several conditions).",)
     FUNCTION = "decode"
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {"model": model_input(), "latent": latent_input("Latents to decode.")},
-            "optional": {"cond": cond_input(COND_DECODE_TOOLTIP + " One condition, or one per latent.")},
+            "optional": {"cond": cond_input(COND_DECODE_TOOLTIP + " One condition, one per latent, or a batch of them for a single latent.")},
         }
 
     def decode(self, model, latent, cond=None):
-        return (decode(model, latent_z(latent, model), cond),)
+        return (decode(model, broadcast_latent(latent_z(latent, model), cond), cond),)
 
 
 class CVAESample:

@@ -9,7 +9,7 @@ import torch
 
 from ..vae_core.checkpoint import load_model, save_model
 from ..vae_core.data import image_set_from_arrays
-from ..vae_core.images import fit, to_uint8
+from ..vae_core.images import fit, list_images, to_uint8
 from ..vae_core.losses import LossConfig
 from ..vae_core.model import RECON_LOSSES, ModelConfig
 from ..vae_core.plots import loss_plot
@@ -57,7 +57,10 @@ class CVAELoadModel:
 
 
 class CVAESaveModel:
-    DESCRIPTION = "Saves a CVAE model into models/cvae so CVAE Load Model lists it (after a refresh)."
+    DESCRIPTION = (
+        "Saves a CVAE model into models/cvae so CVAE Load Model lists it (after a refresh). Headless "
+        "(cvae run), into models/cvae inside the output folder."
+    )
     CATEGORY = "CVAE/model"
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("path",)
@@ -69,15 +72,16 @@ class CVAESaveModel:
     def INPUT_TYPES(cls):
         return {"required": {
             "model": model_input("The model to save."),
-            "filename_prefix": ("STRING", {"default": "cvae/my_model", "tooltip": "Name inside models/cvae; may hold subfolders; a number is appended so nothing is overwritten."}),
+            "filename_prefix": ("STRING", {"default": "my_model", "tooltip": "Name inside models/cvae (my_model gives models/cvae/my_model_00001_.safetensors); may hold subfolders; a number is appended so nothing is overwritten."}),
             "half_precision": ("BOOLEAN", {"default": False, "tooltip": "Store float16 weights: half the file size, tiny differences in output."}),
         }}
 
     def save(self, model, filename_prefix, half_precision):
-        target = comfy.save_target(filename_prefix, root=comfy.model_directories()[0])
+        target = comfy.save_target(filename_prefix, root=comfy.model_save_directory())
         path = target.path("safetensors")
         save_model(model, path, step=getattr(model, "step", 0), dtype=torch.float16 if half_precision else None)
-        return {"ui": {"text": [str(path)]}, "result": (str(path),)}
+        # 'files' is what `cvae run` prints; the frontend shows 'text'.
+        return {"ui": {"text": [str(path)], "files": [str(path)]}, "result": (str(path),)}
 
 
 def parse_labels(text: str, count: int) -> list[str]:
@@ -88,6 +92,18 @@ def parse_labels(text: str, count: int) -> list[str]:
     if len(labels) != count:
         raise ValueError(f"labels: got {len(labels)} labels for {count} images; give one label per image, or one for all")
     return labels
+
+
+FEW_IMAGES = 500  # below this, starting DataLoader workers costs more than decoding in-process
+
+
+def loader_workers(folder: str) -> int:
+    """DataLoader workers for decoding a training folder once: none for an IMAGE batch (already
+    decoded) or a small folder; 2 for a big one, on Linux only (forking worker processes inside a
+    host process such as ComfyUI is only safe there)."""
+    if not folder or not sys.platform.startswith("linux"):
+        return 0
+    return 2 if len(list_images(folder)) >= FEW_IMAGES else 0
 
 
 class CVAETrainModel:
@@ -158,8 +174,7 @@ class CVAETrainModel:
             data=data_path, out=str(run_dir), conditions=[factor] if factor else [], steps=steps,
             batch_size=batch_size, lr=learning_rate, seed=seed % 2**31, log_every=max(1, min(50, steps // 20)),
             sample_every=max(steps, 1), checkpoint_every=max(500, steps // 10),
-            # DataLoader worker processes are only safe to fork on Linux inside a host process.
-            workers=2 if sys.platform.startswith("linux") else 0,
+            workers=loader_workers(data_path),
             device=str(comfy.torch_device()),
             model=ModelConfig(resolution=res, latent_dim=latent_dim, recon=recon_loss),
             loss=LossConfig(beta=beta, ssim_weight=ssim_weight, adv_weight=adversarial_weight, adv_start=adversarial_start,

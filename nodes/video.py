@@ -6,14 +6,10 @@ import json
 from ..vae_core.schedule import condition_path, keyframe_path
 from ..vae_core.walk import render_walk
 from . import comfy
-from .common import cond_input, latent_input, latent_z, model_cond, model_input
+from .common import broadcast_latent, cond_input, cond_rows, latent_input, latent_z, model_cond, model_input
 from .latent import path_inputs
 
 FORMATS = ["mp4", "webm", "gif", "webp"]
-
-
-def _rows(cond) -> int:
-    return next(iter(cond.values())).shape[0] if cond else 1
 
 
 def walk_condition(model, cond, cond_end, keys: int, frames: int, interpolated: bool, path_args: tuple):
@@ -21,11 +17,11 @@ def walk_condition(model, cond, cond_end, keys: int, frames: int, interpolated: 
     one per frame, or a sweep from cond to cond_end over the whole video."""
     if cond is None:
         cond = model.condition(None, 1)
-    cond = model_cond(model, cond, _rows(cond), "cond")
-    rows = _rows(cond)
+    cond = model_cond(model, cond, cond_rows(cond), "cond")
+    rows = cond_rows(cond)
     if cond_end is not None:
-        cond_end = model_cond(model, cond_end, _rows(cond_end), "cond_end")
-        if rows != 1 or _rows(cond_end) != 1:
+        cond_end = model_cond(model, cond_end, cond_rows(cond_end), "cond_end")
+        if rows != 1 or cond_rows(cond_end) != 1:
             raise ValueError("with cond_end connected, cond and cond_end must each be a single condition")
         return condition_path([cond, cond_end], frames)
     if rows in (1, frames):
@@ -42,7 +38,9 @@ class CVAERenderWalk:
     DESCRIPTION = (
         "Renders a walk through keyframe latents to a video file (mp4, webm, gif or webp), decoding and "
         "encoding in chunks so long walks use little memory. The style can stay fixed, change per keyframe "
-        "(a batch of conditions) or sweep from cond to cond_end. The workflow is embedded in the file."
+        "(a batch of conditions) or sweep from cond to cond_end. A single latent with K conditions is one "
+        "image morphing through K styles (the latent is repeated as K keyframes). The workflow is embedded "
+        "in the file."
     )
     CATEGORY = "CVAE/video"
     RETURN_TYPES = ("STRING",)
@@ -56,7 +54,8 @@ class CVAERenderWalk:
         return {
             "required": {
                 "model": model_input(),
-                "latents": latent_input("Keyframe latents in order; or, with frames = 0, the frames themselves (from CVAE Interpolate)."),
+                "latents": latent_input("Keyframe latents in order; or, with frames = 0, the frames themselves (from CVAE Interpolate). "
+                                        "A single latent with a batch of K conditions becomes K keyframes, one per condition."),
                 "frames": ("INT", {"default": 96, "min": 0, "max": 100000, "step": 1, "tooltip": "Total frames of the video; 0 = use the latents as the frames, unchanged."}),
                 **path_inputs(),
                 "format": (FORMATS, {"default": "mp4", "tooltip": "mp4 (H.264) plays everywhere; webm (VP9); gif; animated webp."}),
@@ -76,6 +75,8 @@ class CVAERenderWalk:
     def render(self, model, latents, frames, method, easing, hold, loop, pingpong, format, fps, quality, loop_count,
                size, filename_prefix, cond=None, cond_end=None, prompt=None, extra_pnginfo=None):
         keys = latent_z(latents, model, "latents")
+        if cond_end is None:
+            keys = broadcast_latent(keys, cond)
         interpolated = frames == 0
         path = keys if interpolated else keyframe_path(keys, frames, method, easing, loop, pingpong, hold)
         c = walk_condition(model, cond, cond_end, keys.shape[0], path.shape[0], interpolated, (method, easing, hold, loop, pingpong))

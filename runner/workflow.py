@@ -316,6 +316,12 @@ class _Converter:
             self.wf.warnings.append(
                 f'node {node_id} "{title}": widgets_values has {len(values)} value(s), {node.get("type")} expects {index}; '
                 f"{', '.join(missing)} take their defaults")
+        elif len(values) < index:
+            # Every input has its value; only the control_after_generate value after the last widget
+            # (a seed) is absent. The inputs are unaffected, but the file is not what the frontend saves.
+            self.wf.warnings.append(
+                f'node {node_id} "{title}": widgets_values has {len(values)} value(s), {node.get("type")} expects {index}; '
+                f'the control_after_generate value after {widgets[-1].name} is missing (the frontend would use its default)')
         elif len(values) > index:
             self.wf.warnings.append(
                 f'node {node_id} "{title}": widgets_values has {len(values)} value(s), {node.get("type")} expects {index}; '

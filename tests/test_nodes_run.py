@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -98,11 +99,31 @@ def test_bundled_model_loads_or_says_it_is_not_installed(pack, env):
 
 def test_save_model_writes_a_loadable_file_in_the_model_folder(pack, env, tiny_model):
     (path,), ui = run(pack, "CVAESaveModel", model=tiny_model, filename_prefix="mine/copy", half_precision=False)
-    assert path.endswith("mine/copy_00001_.safetensors") and ui["text"] == [path]
+    assert path.endswith("mine/copy_00001_.safetensors") and ui["text"] == ui["files"] == [path]
     (path2,), _ = run(pack, "CVAESaveModel", model=tiny_model, filename_prefix="mine/copy", half_precision=True)
     assert path2.endswith("copy_00002_.safetensors") and os.path.getsize(path2) < os.path.getsize(path)
     assert "mine/copy_00001_.safetensors" in env.model_list()
     loaded, _ = run(pack, "CVAELoadModel", model_name="mine/copy_00001_.safetensors")
+    z = torch.randn(2, tiny_model.config.latent_dim)
+    with torch.inference_mode():
+        assert torch.equal(loaded.decode(z), tiny_model.decode(z))
+    # The default prefix names a file directly in the model folder, not in a 'cvae' subfolder of it.
+    default = pack.NODE_CLASS_MAPPINGS["CVAESaveModel"].INPUT_TYPES()["required"]["filename_prefix"][1]["default"]
+    (path3,), _ = run(pack, "CVAESaveModel", model=tiny_model, filename_prefix=default, half_precision=True)
+    assert Path(path3).parent == env.model_directories()[0] and path3.endswith("_00001_.safetensors")
+
+
+def test_save_model_headless_goes_to_the_output_folder_and_loads_back(pack, env, tiny_model, tmp_path, monkeypatch):
+    """With no model folders set (a plain `cvae run`): output/models/cvae, reported as a file."""
+    monkeypatch.setattr(env, "_model_dirs", None)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    (path,), ui = run(pack, "CVAESaveModel", model=tiny_model, filename_prefix="mine", half_precision=False)
+    assert Path(path) == env.output_directory() / "models" / "cvae" / "mine_00001_.safetensors"
+    assert Path(path).is_file() and ui["files"] == [path]
+    assert not (tmp_path / "cwd" / "models").exists()
+    assert "mine_00001_.safetensors" in env.model_list()  # a later run with this output folder can load it
+    loaded, _ = run(pack, "CVAELoadModel", model_name="mine_00001_.safetensors")
     z = torch.randn(2, tiny_model.config.latent_dim)
     with torch.inference_mode():
         assert torch.equal(loaded.decode(z), tiny_model.decode(z))
@@ -117,7 +138,9 @@ def test_train_from_images_and_labels(pack, env, shapes_folder):
     )
     assert model.vocab == {"shape": ["disc", "ring"]} and model.resolution == 32 and model.config.latent_dim == 8
     assert plot.shape[0] == 1 and plot.shape[-1] == 3 and float(plot.std()) > 0  # a drawn plot, not a blank
-    assert (env.output_directory() / "runs" / "t_00001_" / "model.safetensors").is_file()
+    run_dir = env.output_directory() / "runs" / "t_00001_"
+    assert (run_dir / "model.safetensors").is_file()
+    assert json.loads((run_dir / "config.json").read_text())["train"]["workers"] == 0  # an IMAGE batch: nothing to decode
     with pytest.raises(ValueError, match="3 labels for 8 images"):
         run(pack, "CVAETrainModel", folder="", factor="shape", resolution="32", steps=1, batch_size=4, learning_rate=1e-3,
             latent_dim=8, recon_loss="mse", beta=1.0, ssim_weight=0.0, adversarial_weight=0.0, adversarial_start=0,
@@ -160,6 +183,18 @@ def test_train_from_a_folder_reports_progress_and_cancels(pack, env, shapes_fold
     assert previews and previews[0][0] == "PNG" and previews[0][1].size[0] > 100  # the loss plot, as a PIL image
     run_dir = env.output_directory() / "runs" / "cancel_00001_"
     assert (run_dir / "state.safetensors").is_file()  # the work done so far is kept
+    # A small folder is decoded in-process: no DataLoader worker processes to start.
+    assert json.loads((run_dir / "config.json").read_text())["train"]["workers"] == 0
+
+
+def test_train_workers_only_for_big_folders(pack, tmp_path, shapes_folder):
+    loader_workers = pack_module("nodes.models").loader_workers
+    assert loader_workers("") == 0 and loader_workers(str(shapes_folder)) == 0
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(500):  # only listed, never decoded
+        (big / f"{i:03}.png").touch()
+    assert loader_workers(str(big)) == (2 if sys.platform.startswith("linux") else 0)
 
 
 # -- latents -----------------------------------------------------------------------------------
@@ -260,6 +295,41 @@ def test_conditions(pack, env, tiny_model):
     assert float((img_disc - img_ring).abs().mean()) > 1e-3
     with pytest.raises(ValueError, match="one condition or one per item"):
         run(pack, "CVAEDecode", model=tiny_model, latent={"z": tiny_model.prior_sample(3, 0)}, cond=both)
+
+
+def test_one_latent_with_several_conditions_is_drawn_once_in_each(pack, env, tiny_model):
+    disc, ring = tiny_model.condition("label=disc"), tiny_model.condition("label=ring")
+    (four,) = run(pack, "CVAEConditionBatch", cond_a=disc, cond_b=ring, cond_c=ring, cond_d=disc)
+    assert four["label"].tolist() == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
+    (skip_c,) = run(pack, "CVAEConditionBatch", cond_a=disc, cond_b=ring, cond_d=ring)
+    assert skip_c["label"].tolist() == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]
+    z = tiny_model.prior_sample(1, 3)
+    (images,) = run(pack, "CVAEDecode", model=tiny_model, latent={"z": z}, cond=four)
+    with torch.inference_mode():
+        expected = [tiny_model.decode(z, c).permute(0, 2, 3, 1)[0] for c in (disc, ring, ring, disc)]
+    assert images.shape[0] == 4
+    for got, want in zip(images, expected):
+        assert torch.allclose(got, want, atol=1e-6)
+    assert float((images[0] - images[1]).abs().mean()) > 1e-3
+    with pytest.raises(ValueError, match="one condition or one per item"):  # 2 latents, 4 conditions: no rule fits
+        run(pack, "CVAEDecode", model=tiny_model, latent={"z": tiny_model.prior_sample(2, 0)}, cond=four)
+    with pytest.raises(ValueError, match="different factors or labels"):
+        run(pack, "CVAEConditionBatch", cond_a=disc, cond_b=ring, cond_c={"style": torch.ones(1, 5)})
+
+
+# -- images ------------------------------------------------------------------------------------
+def test_image_grid_lays_out_the_batch_with_white_gaps(pack, env):
+    images = torch.rand(5, 8, 6, 3, generator=torch.Generator().manual_seed(1)) * 0.9  # never pure white
+    (sheet,) = run(pack, "CVAEImageGrid", images=images, nrow=2, padding=3)
+    assert sheet.shape == (1, 3 + 3 * (8 + 3), 3 + 2 * (6 + 3), 3)
+    covered = torch.zeros(sheet.shape[1:3], dtype=torch.bool)
+    for i in range(5):
+        y, x = 3 + (i // 2) * (8 + 3), 3 + (i % 2) * (6 + 3)
+        assert torch.allclose(sheet[0, y:y + 8, x:x + 6], images[i]), f"tile {i}"
+        covered[y:y + 8, x:x + 6] = True
+    assert bool((sheet[0][~covered] == 1.0).all())  # gaps, border and the empty sixth cell are white
+    (row,) = run(pack, "CVAEImageGrid", images=images, nrow=8, padding=0)
+    assert row.shape == (1, 8, 5 * 6, 3)  # fewer images than nrow: one row, as wide as the images
 
 
 # -- folders -----------------------------------------------------------------------------------
@@ -370,6 +440,20 @@ def test_render_walk_gif_with_a_style_per_keyframe(pack, env, tiny_model):
         run(pack, "CVAERenderWalk", model=tiny_model, latents=keys, cond=three, **walk_args())
 
 
+def test_render_walk_morphs_one_latent_through_a_style_per_keyframe(pack, env, tiny_model):
+    z = tiny_model.prior_sample(1, 4)
+    disc, ring = tiny_model.condition("label=disc"), tiny_model.condition("label=ring")
+    (both,) = run(pack, "CVAEConditionBatch", cond_a=disc, cond_b=ring)
+    (path,), _ = run(pack, "CVAERenderWalk", model=tiny_model, latents={"z": z}, cond=both, **walk_args(frames=10))
+    frames, _, _ = decode_video(path)
+    assert frames.shape[0] == 10
+    with torch.inference_mode():
+        as_disc, as_ring = ((tiny_model.decode(z, c).permute(0, 2, 3, 1) * 255).numpy()[0] for c in (disc, ring))
+    first, last = frames[0].astype(np.float32), frames[-1].astype(np.float32)
+    assert np.abs(first - as_disc).mean() < np.abs(first - as_ring).mean()
+    assert np.abs(last - as_ring).mean() < np.abs(last - as_disc).mean()
+
+
 def test_render_walk_webp_from_interpolated_frames_with_a_style_sweep(pack, env, tiny_model):
     (frames,) = run(pack, "CVAEInterpolate", keyframes={"z": tiny_model.prior_sample(3, 2)}, frames=9, method="lerp",
                     easing="smoothstep", hold=0, loop=True, pingpong=False)
@@ -429,19 +513,29 @@ def test_restyle_folder_keeps_names_and_finishes_interrupted_runs(pack, env, tin
         run(pack, "CVAERestyleFolder", **{**args, "target_cond": two})
 
 
-def test_anomaly_scores_rank_the_odd_image_first(pack, env, tiny_model, shapes_folder):
+def test_anomaly_scores_rank_the_odd_image_first_and_save_the_table(pack, env, tiny_model, shapes_folder):
     images = shapes_image(shapes_folder, 4)
     odd = torch.rand(1, 32, 32, 3, generator=torch.Generator().manual_seed(0))  # noise: nothing like the training set
     batch = torch.cat([images[:2], odd, images[2:]])
     names = "a.png\nb.png\nnoise.png\nc.png\nd.png"
-    heat, ranked, scores = run(pack, "CVAEAnomalyScore", model=tiny_model, image=batch, rank_by="neg_elbo", samples=2,
-                               seed=0, overlay=1.0, file_names=names)
+    (heat, ranked, scores), ui = run(pack, "CVAEAnomalyScore", model=tiny_model, image=batch, rank_by="neg_elbo",
+                                     samples=2, seed=0, overlay=1.0, filename_prefix="scan/scores", file_names=names)
     assert heat.shape == (5, 32, 32, 3) and ranked.shape == (5, 32, 32, 3)
-    rows = [line.split("\t") for line in scores.splitlines()[1:]]
+    header, *lines = scores.splitlines()
+    assert header.split("\t") == ["rank", "index", "file", "recon_error", "neg_elbo"]
+    rows = [line.split("\t") for line in lines]
     assert rows[0][:3] == ["1", "2", "noise.png"] and torch.allclose(ranked[0], batch[2])
     assert float(rows[0][4]) > max(float(r[4]) for r in rows[1:])
+    assert sorted(r[2] for r in rows) == sorted(names.splitlines())
     # The heat map is hottest (brightest) where the reconstruction fails most: on the noise image.
     assert float(heat[2].mean()) > float(heat[[0, 1, 3, 4]].mean())
-    again = run(pack, "CVAEAnomalyScore", model=tiny_model, image=batch, rank_by="recon_error", samples=2, seed=0,
-                overlay=0.5)[2]
-    assert again.splitlines()[1].split("\t")[1] == "2"
+    # The table is saved in the output folder, reported for `cvae run`, and shown with the rank-1 file named.
+    (tsv,) = ui["files"]
+    assert Path(tsv) == env.output_directory() / "scan" / "scores_00001_.tsv"
+    assert Path(tsv).read_text(encoding="utf-8") == scores + "\n"
+    (text,) = ui["text"]
+    assert "rank 1" in text and "noise.png" in text.splitlines()[0] and scores in text
+    (_, _, again), ui2 = run(pack, "CVAEAnomalyScore", model=tiny_model, image=batch, rank_by="recon_error", samples=2,
+                             seed=0, overlay=0.5, filename_prefix="scan/scores")
+    assert again.splitlines()[1].split("\t")[:3] == ["1", "2", ""]
+    assert ui2["files"][0].endswith("scores_00002_.tsv") and "image 2 of the batch" in ui2["text"][0]

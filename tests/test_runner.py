@@ -182,6 +182,34 @@ def test_short_widgets_values_take_defaults_with_a_warning(tmp_path):
     assert len(wf.warnings) == 1 and "mode, flag, label take their defaults" in wf.warnings[0]
 
 
+class SeedLast:
+    """A node whose last widget is a seed, so its control value is the last item of widgets_values."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"scale": ("INT", {"default": 1, "min": 0, "max": 10}),
+                             "seed": ("INT", {"default": 0, "min": 0, "max": 2**32 - 1})}}
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "run"
+
+    def run(self, scale, seed):
+        return (scale * seed,)
+
+
+@pytest.mark.parametrize("values,warned", [([2, 9, "fixed"], False), ([2, 9], True)])
+def test_missing_control_value_after_the_last_seed_is_warned(values, warned):
+    ui = {"nodes": [{"id": 1, "type": "TestSeedLast", "title": "Seed last", "mode": 0, "inputs": [], "outputs": [],
+                     "widgets_values": values}], "links": [], "version": 0.4}
+    wf = ui_to_api(ui, {"TestSeedLast": SeedLast}, {})
+    assert wf.api["1"]["inputs"] == {"scale": 2, "seed": 9}  # the inputs are the same either way
+    if warned:
+        assert len(wf.warnings) == 1
+        assert 'node 1 "Seed last"' in wf.warnings[0] and "2 value(s)" in wf.warnings[0] and "expects 3" in wf.warnings[0]
+        assert "control_after_generate value after seed is missing" in wf.warnings[0]
+    else:
+        assert wf.warnings == []
+
+
 def test_subgraph_nodes_are_refused_by_name(tmp_path):
     ui = ui_workflow(str(tmp_path))
     ui["definitions"] = {"subgraphs": [{"id": "9b0c-sub", "nodes": [], "links": []}]}

@@ -209,6 +209,10 @@ def test_style_morph(headless):
     assert len(stills) == 4 and all(s.shape[:2] == (64, 64) for s in stills)
     # One emoji, four styles: the style condition changes the drawing.
     assert all(np.abs(stills[0].astype(int) - s.astype(int)).max() > 0 for s in stills[1:])
+    # The single encoded latent goes straight to Decode and Render Walk: no batch nodes to repeat it.
+    assert api_inputs("style_morph", "CVAELatentBatch") == []
+    (encode,) = [n for n in read_workflow(WORKFLOWS / "style_morph.json")["nodes"] if n["type"] == "CVAEEncode"]
+    assert render["latents"][0] == str(encode["id"])
 
 
 def test_folder_style_blend_keeps_every_name(headless):
@@ -221,24 +225,48 @@ def test_folder_style_blend_keeps_every_name(headless):
     assert len(files) >= 1  # the node's previews
 
 
+def grid_tiles(sheet: np.ndarray, size: int, nrow: int, count: int, padding: int = 2) -> list[np.ndarray]:
+    """The tiles of an image grid (CVAE Image Grid's layout), after checking the gaps are white."""
+    rows = -(-count // nrow)
+    assert sheet.shape[:2] == (padding + rows * (size + padding), padding + min(nrow, count) * (size + padding))
+    tiles, gaps = [], np.ones(sheet.shape[:2], bool)
+    for i in range(count):
+        y, x = padding + (i // nrow) * (size + padding), padding + (i % nrow) * (size + padding)
+        tiles.append(sheet[y:y + size, x:x + size])
+        gaps[y:y + size, x:x + size] = False
+    assert (sheet[gaps] == 255).all()
+    return tiles
+
+
 def test_latent_arithmetic(headless):
-    out, _ = headless("latent_arithmetic")
+    out, files = headless("latent_arithmetic")
+    (nrow,) = {g["nrow"] for g in api_inputs("latent_arithmetic", "CVAEImageGrid")}
     for kind in ("analogy", "attribute"):
         results = pngs(out / "cvae" / "arithmetic" / kind)
         assert set(results) == sample_names(SAMPLES / "noto")
         assert all(img.shape[:2] == (64, 64) for img in results.values())
+        # One grid of the same images, in the loader's (file-name) order.
+        (sheet_path,) = (out / "cvae" / "arithmetic").glob(f"{kind}_grid_*.png")
+        assert sheet_path in files
+        tiles = grid_tiles(cv2.imread(str(sheet_path)), 64, nrow, len(results))
+        assert all(np.array_equal(tile, results[name]) for tile, name in zip(tiles, sorted(results)))
     png = next((out / "cvae" / "arithmetic" / "analogy").glob("*.png"))
     embedded = json.loads(Image.open(png).text["workflow"])  # drag the PNG onto ComfyUI: the graph returns
     assert embedded["nodes"] == read_workflow(WORKFLOWS / "latent_arithmetic.json")["nodes"]
 
 
 def test_sample_grid_per_style(headless):
-    out, _ = headless("sample_grid_per_style")
+    out, files = headless("sample_grid_per_style")
     (sample,) = api_inputs("sample_grid_per_style", "CVAESample")
-    styles = {s: pngs(out / "cvae" / "grid" / s) for s in ("emojitwo", "noto", "openmoji", "twemoji2015")}
-    assert {s: len(v) for s, v in styles.items()} == {s: sample["count"] for s in styles}
-    assert all(img.shape[:2] == (64, 64) for v in styles.values() for img in v.values())
-    noto, openmoji = (np.stack(list(styles[s].values())).astype(int) for s in ("noto", "openmoji"))
+    (nrow,) = {g["nrow"] for g in api_inputs("sample_grid_per_style", "CVAEImageGrid")}
+    styles = {}
+    for style in ("emojitwo", "noto", "openmoji", "twemoji2015"):
+        (sheet,) = (out / "cvae" / "grid").glob(f"{style}_*.png")  # one grid per style
+        assert sheet in files
+        styles[style] = np.stack(grid_tiles(cv2.imread(str(sheet)), 64, nrow, sample["count"])).astype(int)
+    assert len(files) == 4
+    assert all(tiles.std(axis=(1, 2, 3)).min() > 0 for tiles in styles.values())  # every tile is drawn
+    noto, openmoji = styles["noto"], styles["openmoji"]
     assert np.abs(noto - openmoji).max() > 0  # same latents, other style: other drawings
 
 
@@ -246,8 +274,10 @@ def test_train_small_model_then_sample(headless, tmp_path):
     train_id = node_id("train_small_model", "CVAETrainModel")
     out, files = headless("train_small_model", f"{train_id}.steps=12", f"{train_id}.batch_size=16")
     (train,) = api_inputs("train_small_model", "CVAETrainModel")
-    # CVAE Save Model writes into models/cvae, which headless is ./models/cvae.
-    (saved,) = (tmp_path / "models" / "cvae").rglob("*.safetensors")
+    # CVAE Save Model writes into models/cvae, which headless is models/cvae in the output folder; the
+    # run lists it with the other files.
+    (saved,) = (out / "models" / "cvae").rglob("*.safetensors")
+    assert saved in files and not (tmp_path / "models").exists()
     model = load_model(saved, device="cpu")
     assert model.resolution == int(train["resolution"]) == 32
     assert model.config.latent_dim == train["latent_dim"]
@@ -262,7 +292,7 @@ def test_train_small_model_then_sample(headless, tmp_path):
 
 
 def test_anomaly_scan(headless):
-    out, _ = headless("anomaly_scan")
+    out, files = headless("anomaly_scan")
     heat = pngs(out / "cvae" / "anomaly" / "heatmaps")
     assert set(heat) == sample_names(SAMPLES)
     assert all(img.shape[:2] == (64, 64) for img in heat.values())
@@ -271,6 +301,16 @@ def test_anomaly_scan(headless):
     ranked = sorted((out / "cvae" / "anomaly").glob("ranked_*.png"))
     assert sorted(cv2.imread(str(p)).tobytes() for p in ranked) == sorted(x.tobytes() for x in inputs.values())
     assert all(np.abs(heat[n].astype(int) - inputs[n].astype(int)).mean() > 1 for n in heat)
+    # The score table is saved and listed; its rank order is the order of the ranked images.
+    (table,) = (out / "cvae" / "anomaly").glob("scores_*.tsv")
+    assert table in files
+    header, *lines = table.read_text(encoding="utf-8").splitlines()
+    assert header.split("\t") == ["rank", "index", "file", "recon_error", "neg_elbo"]
+    rows = [line.split("\t") for line in lines]
+    assert [r[0] for r in rows] == [str(i) for i in range(1, len(heat) + 1)] and {r[2] for r in rows} == set(heat)
+    assert [float(r[4]) for r in rows] == sorted((float(r[4]) for r in rows), reverse=True)  # rank_by neg_elbo
+    for row, path in zip(rows, ranked):
+        assert np.array_equal(cv2.imread(str(path)), inputs[row[2]]), (row, path.name)
 
 
 # -- the same graphs in a real ComfyUI ---------------------------------------------------------------

@@ -290,29 +290,27 @@ def style_morph() -> Graph:
     g = Graph("style_morph")
     g.note(0, """
 One emoji (the tulip, samples/noto) morphing through the four styles, as a looping MP4.
-Its latent is repeated as four keyframes, each drawn in its own style; CVAE Render Walk blends
-the styles from keyframe to keyframe and loops back. 'skip' in the loader picks another emoji.""")
+Its single latent goes to CVAE Render Walk with a batch of four styles: the latent becomes one
+keyframe per style, and the walk blends the styles from keyframe to keyframe and loops back.
+'skip' in the loader picks another emoji.""")
     model = load_model(g)
     image = g.add("CVAELoadImageFolder", "Source emoji (noto tulip)", 0, folder="samples/noto", size=64, limit=1,
                   skip=2, every_nth=1, order="name", background="white")
     source_style = g.add("CVAECondition", "Its style: noto", 0, model=model["model"], factor="style", label="noto")
     latent = g.add("CVAEEncode", "Encode", 1, model=model["model"], image=image["image"], mode="mean", seed=0,
                    cond=source_style["cond"])
-    two = g.add("CVAELatentBatch", "Repeat x2", 1, a=latent["latent"], b=latent["latent"])
-    four = g.add("CVAELatentBatch", "Repeat x4 (one per style)", 1, a=two["latent"], b=two["latent"])
     styles = [g.add("CVAECondition", f"Style {i}: {s}", 2, model=model["model"], factor="style", label=s)
               for i, s in enumerate(STYLES, 1)]
-    first = g.add("CVAEConditionBatch", "Styles 1+2", 3, cond_a=styles[0]["cond"], cond_b=styles[1]["cond"])
-    second = g.add("CVAEConditionBatch", "Styles 3+4", 3, cond_a=styles[2]["cond"], cond_b=styles[3]["cond"])
-    per_key = g.add("CVAEConditionBatch", "One style per keyframe", 3, cond_a=first["cond"], cond_b=second["cond"])
-    stills = g.add("CVAEDecode", "The four styles", 4, model=model["model"], latent=four["latent"], cond=per_key["cond"])
+    per_key = g.add("CVAEConditionBatch", "One style per keyframe", 3, cond_a=styles[0]["cond"], cond_b=styles[1]["cond"],
+                    cond_c=styles[2]["cond"], cond_d=styles[3]["cond"])
+    stills = g.add("CVAEDecode", "The four styles", 4, model=model["model"], latent=latent["latent"], cond=per_key["cond"])
     save = g.add("CVAESaveImages", "Save the four stills", 4, images=stills["image"], filename_prefix="cvae/style_morph_stills")
-    render = g.add("CVAERenderWalk", "Render morph to MP4", 5, model=model["model"], latents=four["latent"], frames=96,
+    render = g.add("CVAERenderWalk", "Render morph to MP4", 5, model=model["model"], latents=latent["latent"], frames=96,
                    method="slerp", easing="ease-in-out", hold=6, loop=True, pingpong=False, format="mp4", fps=24.0,
                    quality=80, loop_count=0, size=256, filename_prefix="cvae/style_morph", cond=per_key["cond"])
     g.group("1. Model and source image", model, image, source_style, color="model")
-    g.group("2. Latent, one per keyframe", latent, two, four)
-    g.group("3. Four styles", *styles, first, second, per_key)
+    g.group("2. Its latent", latent)
+    g.group("3. Four styles", *styles, per_key)
     g.group("4. Output", stills, save, render, color="output")
     return g
 
@@ -342,7 +340,8 @@ def latent_arithmetic() -> Graph:
 Style by arithmetic alone: encode without a style condition, so the style lives in the latent.
 Analogy: ghost(openmoji) - ghost(noto) + every noto emoji = every emoji drawn openmoji-like.
 Attribute vector: mean(openmoji) - mean(noto) added to every noto emoji, the same idea from all
-ten pairs. Results keep the emoji's file names.""")
+ten pairs. Each result is saved as one grid (cvae/arithmetic/*_grid, in file-name order) and
+one PNG per emoji with its file name (cvae/arithmetic/analogy, .../attribute).""")
     model = load_model(g)
     a = g.add("CVAELoadImageFolder", "A: ghost, openmoji", 0, folder="samples/openmoji", size=64, limit=1, skip=7,
               every_nth=1, order="name", background="white")
@@ -367,31 +366,39 @@ ten pairs. Results keep the emoji's file names.""")
                          filename_prefix="cvae/arithmetic/analogy", file_names=c["file_names"])
     save_vector = g.add("CVAESaveImages", "Save attribute shift", 4, images=decoded_vector["image"],
                         filename_prefix="cvae/arithmetic/attribute", file_names=c["file_names"])
+    grids = []
+    for kind, decoded in (("analogy", decoded_analogy), ("attribute", decoded_vector)):
+        sheet = g.add("CVAEImageGrid", f"Grid: {kind}", 4, images=decoded["image"], nrow=5, padding=2)
+        grids.append(sheet)
+        grids.append(g.add("CVAESaveImages", f"Save {kind} grid", 5, images=sheet["grid"],
+                           filename_prefix=f"cvae/arithmetic/{kind}_grid"))
     g.group("1. Model and sample images", model, a, b, c, d, color="model")
     g.group("2. Encode (no style condition)", *encoded.values())
     g.group("3. Latent arithmetic", analogy, vector, shifted)
-    g.group("4. Decode and save", decoded_analogy, decoded_vector, save_analogy, save_vector, color="output")
+    g.group("4. Decode and save", decoded_analogy, decoded_vector, save_analogy, save_vector, *grids, color="output")
     return g
 
 
 def sample_grid_per_style() -> Graph:
     g = Graph("sample_grid_per_style")
     g.note(0, """
-The same 16 random latents drawn in each of the four styles: one folder of 16 PNGs per style
-(output/cvae/grid/<style>). Change the seed for other emoji, temperature for more or less
+The same 16 random latents drawn in each of the four styles, as one 4x4 grid per style
+(output/cvae/grid/<style>_00001_.png): a tile shows the same latent in every grid, so flip
+between them to compare styles. Change the seed for other emoji, temperature for more or less
 typical ones.""")
     model = load_model(g)
     sample = g.add("CVAESample", "16 random latents", 1, model=model["model"], count=16, seed=2024, temperature=0.9)
-    conds, decodes, saves = [], [], []
+    conds, decodes, grids, saves = [], [], [], []
     for style in STYLES:
         conds.append(g.add("CVAECondition", f"Style: {style}", 2, model=model["model"], factor="style", label=style))
         decodes.append(g.add("CVAEDecode", f"Draw in {style}", 3, model=model["model"], latent=sample["latent"],
                              cond=conds[-1]["cond"]))
-        saves.append(g.add("CVAESaveImages", f"Save {style}", 4, images=decodes[-1]["image"],
-                           filename_prefix=f"cvae/grid/{style}/sample"))
+        grids.append(g.add("CVAEImageGrid", f"Grid: {style}", 4, images=decodes[-1]["image"], nrow=4, padding=2))
+        saves.append(g.add("CVAESaveImages", f"Save {style} grid", 5, images=grids[-1]["grid"],
+                           filename_prefix=f"cvae/grid/{style}"))
     g.group("1. Model and latents", model, sample, color="model")
     g.group("2. Styles", *conds)
-    g.group("3. Draw and save, one set per style", *decodes, *saves, color="output")
+    g.group("3. Draw, lay out and save, one grid per style", *decodes, *grids, *saves, color="output")
     return g
 
 
@@ -399,7 +406,7 @@ def train_small_model() -> Graph:
     g = Graph("train_small_model")
     g.note(0, """
 Trains a small 32 px model on the bundled samples (40 images; sub-folder names are the style
-labels), saves it to models/cvae, and draws 16 samples in each of two styles plus the loss
+labels), saves it to models/cvae (with cvae run: models/cvae in the output folder), and draws 16 samples in each of two styles plus the loss
 curve. 200 steps take about a minute on a CPU and give rough shapes: raise steps (a few thousand)
 and use your own folder for a real model.""")
     train = g.add("CVAETrainModel", "Train 32 px model on samples", 1, folder="samples", factor="style", resolution="32",
@@ -428,15 +435,16 @@ and use your own folder for a real model.""")
 def anomaly_scan() -> Graph:
     g = Graph("anomaly_scan")
     g.note(0, """
-Scores every image of a folder by how badly the model explains it. Saves a heat map per image
-(same names, output/cvae/anomaly/heatmaps) and the images ranked most unusual first
-(output/cvae/anomaly/ranked_00001_.png is the oddest). The score table is on the node's
-'scores' output.""")
+Scores every image of a folder by how badly the model explains it. Saves the score table
+(output/cvae/anomaly/scores_NNNNN_.tsv: rank, file, recon error, negative ELBO; the node shows
+it and names the rank-1 file), a heat map per image (same names, output/cvae/anomaly/heatmaps)
+and the images ranked most unusual first (the first ranked_NNNNN_.png of a run is the oddest;
+numbers go on across runs, as with Save Image).""")
     model = load_model(g)
     images = g.add("CVAELoadImageFolder", "Folder to scan", 0, folder="samples", size=64, limit=0, skip=0,
                    every_nth=1, order="name", background="white")
     score = g.add("CVAEAnomalyScore", "Anomaly score", 1, model=model["model"], image=images["image"], rank_by="neg_elbo",
-                  samples=8, seed=0, overlay=0.5, file_names=images["file_names"])
+                  samples=8, seed=0, overlay=0.5, filename_prefix="cvae/anomaly/scores", file_names=images["file_names"])
     heat = g.add("CVAESaveImages", "Save heat maps (names kept)", 2, images=score["heatmap"],
                  filename_prefix="cvae/anomaly/heatmaps", file_names=images["file_names"])
     ranked = g.add("CVAESaveImages", "Save ranked, most unusual first", 2, images=score["ranked"],
@@ -460,7 +468,6 @@ def thumbnail(name: str, tiles: int = 8, tile: int = 128) -> Path:
     template browser's thumbnail): frames spread over its video, else images spread over its PNGs."""
     import contextlib
     import io
-    import os
     import tempfile
 
     import av
@@ -471,23 +478,19 @@ def thumbnail(name: str, tiles: int = 8, tile: int = 128) -> Path:
     from cvae_art.cli import main as cvae
     from cvae_art.vae_core.images import grid, read_image, to_tensor
 
-    here = Path.cwd()
     with tempfile.TemporaryDirectory() as tmp:
-        os.chdir(tmp)  # CVAE Save Model writes to ./models/cvae headless
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # the list of files written
-                code = cvae(["run", str(WORKFLOWS / f"{name}.json"), "--output-dir", "out", "-q"])
-            if code != 0:
-                raise RuntimeError(f"{name}.json failed; run it with cvae run to see why")
-            videos = sorted(Path("out").rglob("*.mp4"))
-            if videos:
-                with av.open(str(videos[0])) as container:
-                    frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-            else:
-                frames = [read_image(p) for p in sorted(Path("out").rglob("*.png"))]
-                frames = [f for f in frames if f.shape[0] == f.shape[1]]  # not the loss plot
-        finally:
-            os.chdir(here)
+        out = Path(tmp) / "out"  # everything a run writes, CVAE Save Model's file included, goes here
+        with contextlib.redirect_stdout(io.StringIO()):  # the list of files written
+            code = cvae(["run", str(WORKFLOWS / f"{name}.json"), "--output-dir", str(out), "-q"])
+        if code != 0:
+            raise RuntimeError(f"{name}.json failed; run it with cvae run to see why")
+        videos = sorted(out.rglob("*.mp4"))
+        if videos:
+            with av.open(str(videos[0])) as container:
+                frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        else:
+            frames = [read_image(p) for p in sorted(out.rglob("*.png"))]
+            frames = [f for f in frames if f.shape[0] == f.shape[1]]  # not the loss plot
     picks = [frames[round(i * (len(frames) - 1) / max(tiles - 1, 1))] for i in range(min(tiles, len(frames)))]
     batch = torch.cat([to_tensor(cv2.resize(f, (tile, tile), interpolation=cv2.INTER_AREA)[None]) for f in picks])
     sheet = (grid(batch, nrow=4, padding=4).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
