@@ -145,9 +145,9 @@ def schedule(
                 f"the holds alone take {fixed} frames"
             )
         if pingpong:  # the way back mirrors the way out, so a ping-pong is a palindrome
-            out = _spread(moving // 2, n_keys - 1)
-            back = out[::-1]
-            back[0] += moving - 2 * (moving // 2)
+            half = _spread(moving // 2, n_keys - 1)
+            out, back = list(half), half[::-1]
+            out[0] += moving % 2  # an odd frame goes out, so the path starts on keyframe 0
             counts = out + back
         else:
             counts = _spread(moving, len(segments))
