@@ -395,26 +395,30 @@ def bench_curve(run_dir: str | Path) -> Table:
     history in the run's state file (time = sum of the logged step windows; checkpoint writes and
     validation are not counted)."""
     run = Path(run_dir)
-    state_path = run / STATE_FILE
-    history = load_state(state_path)["history"]
-    cfg = json.loads((run / "config.json").read_text())["train"]
+    history = load_state(run / STATE_FILE)["history"]
+    batch = json.loads((run / "config.json").read_text())["train"]["batch_size"]
     table = Table("curve", f"Validation figures during training: {run}",
                   ["step", "train minutes", "images/s", "val_psnr", "val_ssim", "val_sharpness_ratio", "val_hf_energy_ratio", "val_kl"])
-    # The state file is written before the checkpoint's own validation runs, so the newest
-    # checkpoint's figures live only in the model file's metadata.
-    last = read_metadata(run / MODEL_FILE) if (run / MODEL_FILE).is_file() else {}
-    if "validation" in last:
-        for entry in history:
-            if int(entry["step"]) == int(last["step"]) and "val_psnr" not in entry:
-                entry.update(last["validation"])
     seconds, prev = 0.0, 0
     for entry in history:
         step = int(entry["step"])
-        seconds += (step - prev) * cfg["batch_size"] / max(entry.get("images_per_s", 0.0), 1e-9)
+        seconds += (step - prev) * batch / max(entry.get("images_per_s", 0.0), 1e-9)
         prev = step
         if "val_psnr" in entry:
             table.rows.append({"step": step, "train minutes": seconds / 60, "images/s": entry.get("images_per_s"),
                                **{k: entry.get(k) for k in table.columns[3:]}})
+    # A run stopped by its time limit validates at a step that is no logging step: its figures sit
+    # on the last logged entry (or, in runs from before train.py validated ahead of the state
+    # file, only in the model file). The model file says the real step.
+    last = read_metadata(run / MODEL_FILE) if (run / MODEL_FILE).is_file() else {}
+    final, logged = int(last.get("step", -1)), int(history[-1]["step"]) if history else -1
+    if "validation" in last and final >= logged >= 0 and all(r["step"] != final for r in table.rows):
+        val = last["validation"]
+        if table.rows and table.rows[-1]["step"] == logged and table.rows[-1]["val_psnr"] == val.get("val_psnr"):
+            table.rows.pop()
+        extra = (final - logged) * batch / max(history[-1].get("images_per_s", 0.0), 1e-9)
+        table.rows.append({"step": final, "train minutes": (seconds + extra) / 60, "images/s": history[-1].get("images_per_s"),
+                           **{k: val.get(k) for k in table.columns[3:]}})
     table.notes.append("train minutes: sum over logged windows of steps x batch / measured images/s (excludes checkpoint, "
                        "validation and sample-grid writes)")
     return table
