@@ -39,7 +39,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", default="runs/bench_nll", help="run folder of the trained NLL model")
     g.add_argument("--k", type=int, default=1000, help="importance samples per test image (>= 1000 for the anchors)")
     g.add_argument("--test-images", type=int, default=1000,
-                   help="first N of the 10,000 test images (default 1000: k=1000 samples each take minutes on a CPU)")
+                   help="N of the 10,000 test images, evenly spaced (default 1000: k=1000 samples each take minutes on a CPU)")
 
 
 def _quick(a: argparse.Namespace) -> None:
@@ -48,12 +48,18 @@ def _quick(a: argparse.Namespace) -> None:
     a.k, a.test_images = min(a.k, 16), min(a.test_images, 8)
 
 
-def _load_models(specs: list[str], device: str) -> dict[str, Path]:
+def _model_name(path: str) -> str:
+    """runs/emoji_best/model.safetensors -> emoji_best; assets/cvae_emoji_64.safetensors -> cvae_emoji_64."""
+    p = Path(path)
+    return p.parent.name if p.stem == "model" and p.parent.name else p.stem
+
+
+def _load_models(specs: list[str]) -> dict[str, Path]:
     models = {}
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep:
-            name, path = Path(spec).parent.name or Path(spec).stem, spec
+            name, path = _model_name(spec), spec
         if not Path(path).is_file():
             raise FileNotFoundError(f"--models {spec}: no such model file {path}")
         models[name] = Path(path)
@@ -65,7 +71,7 @@ def _speed_model(a: argparse.Namespace):
     from ..vae_core.checkpoint import load_model
 
     if a.model:
-        return {Path(a.model).parent.name or Path(a.model).stem: load_model(a.model, a.device)}
+        return {_model_name(a.model): load_model(a.model, a.device)}
     return {"untrained 64 px": untrained_model(32 if a.quick else 64, a.device)}
 
 
@@ -90,7 +96,7 @@ def run_part(part: str, a: argparse.Namespace) -> list:
     if part == "quality":
         if not a.models:
             raise ValueError("bench quality: give the models to compare, e.g. --models best=runs/emoji_best/model.safetensors")
-        return [bench.bench_quality(_load_models(a.models, a.device), a.data, a.device)]
+        return [bench.bench_quality(_load_models(a.models), a.data, a.device)]
     if part == "curve":
         if not a.runs:
             raise ValueError("bench curve: give run folders with --runs DIR ...")

@@ -103,8 +103,11 @@ def test_decode_and_render_json(capsys):
     (table,) = out["tables"]
     assert [r["resolution"] for r in table["rows"]] == [32, 64]
     for row in table["rows"]:
-        positive(row, "frames/s", "ms/frame")
+        positive(row, "frames/s", "ms/frame", "GFLOP/frame", "GFLOP/s")
         assert row["ms/frame"] == pytest.approx(1000 / row["frames/s"])
+        assert row["GFLOP/s"] == pytest.approx(row["GFLOP/frame"] * row["frames/s"])
+    small, large = table["rows"]
+    assert large["GFLOP/frame"] > 4 * small["GFLOP/frame"]  # 4x the pixels, and one more level
 
     (render,) = run_json(capsys, "render")["tables"]
     assert [r["video px"] for r in render["rows"]] == [32, 256]  # the model's own size, then the node's default
@@ -118,7 +121,7 @@ def test_table_prints_markdown(capsys):
     assert main(["bench", "decode", "--quick", "--resolutions", "32"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("machine: cpu ")
-    assert "| resolution | frames/s | ms/frame | batch |" in text and "\n| 32 | " in text
+    assert "| resolution | frames/s | ms/frame | GFLOP/frame | GFLOP/s | batch |" in text and "\n| 32 | " in text
 
 
 # -- restyle ---------------------------------------------------------------------------------------------
