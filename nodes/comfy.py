@@ -42,7 +42,6 @@ BUNDLED_MODEL_FILE = PACK_ROOT / "assets" / "cvae_emoji_64.safetensors"
 BUNDLED_MODEL = f"{BUNDLED_MODEL_FILE.name} [bundled]"
 
 _output_dir: Path | None = None
-_temp_dir: Path | None = None
 _input_dir: Path | None = None
 _model_dirs: list[Path] | None = None
 
@@ -52,11 +51,6 @@ def set_output_directory(path: str | os.PathLike) -> None:
     """Where headless runs write (the runner's --output); takes precedence over ComfyUI's."""
     global _output_dir
     _output_dir = Path(path).resolve()
-
-
-def set_temp_directory(path: str | os.PathLike) -> None:
-    global _temp_dir
-    _temp_dir = Path(path).resolve()
 
 
 def set_input_directory(path: str | os.PathLike) -> None:
@@ -79,8 +73,6 @@ def output_directory() -> Path:
 
 
 def temp_directory() -> Path:
-    if _temp_dir is not None:
-        return _temp_dir
     if folder_paths is not None:
         return Path(folder_paths.get_temp_directory()).resolve()
     return output_directory().parent / "temp"

@@ -82,10 +82,6 @@ def input_specs(cls: type) -> list[InputSpec]:
     return specs
 
 
-def spec_map(cls: type) -> dict[str, InputSpec]:
-    return {s.name: s for s in input_specs(cls)}
-
-
 def class_problems(cls: type) -> list[str]:
     """What is wrong with a class as a classic ComfyUI node, in words; empty when nothing is."""
     problems = []

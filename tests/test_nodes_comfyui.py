@@ -7,46 +7,20 @@ directory (--base-directory), with this repository linked in as custom_nodes/cva
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
 from comfy_pack import REPO
+from comfyui_server import comfyui_server, finish, needs_comfyui, request
 from PIL import Image
 
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
-pytestmark = pytest.mark.skipif(
-    not COMFYUI_DIR or not (Path(COMFYUI_DIR) / "main.py").is_file(), reason="set COMFYUI_DIR to a ComfyUI checkout"
-)
-
-# torchvision through vae_core's guard (some CPU installs ship a torchvision whose compiled ops
-# do not match torch; ComfyUI imports torchvision at start), then ComfyUI's main.py as __main__.
-BOOT = """
-import importlib.util, os, runpy, sys
-spec = importlib.util.spec_from_file_location("_cvae_torchvision", sys.argv[1])
-mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod); mod.import_torchvision()
-os.chdir(sys.argv[2]); sys.path.insert(0, sys.argv[2]); sys.argv = ["main.py"] + sys.argv[3:]
-runpy.run_path("main.py", run_name="__main__")
-"""
+pytestmark = needs_comfyui
 WORKFLOW = {"nodes": [], "links": [], "version": 0.4}
 
 
 def _graph(prompt: dict) -> dict:
     """The prompt without the 'is_changed' keys ComfyUI adds to nodes that define IS_CHANGED."""
     return {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in prompt.items()}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -57,55 +31,20 @@ def comfyui(tmp_path_factory, tiny_model_path):
     (base / "models" / "cvae").mkdir(parents=True)
     shutil.copy(tiny_model_path, base / "models" / "cvae" / "tiny.safetensors")
     (base / "models" / "cvae" / "notes.txt").write_text("not a model")
-    port = _free_port()
-    log = open(base / "comfyui.log", "w")
-    proc = subprocess.Popen(
-        [os.environ.get("COMFYUI_PYTHON", sys.executable), "-c", BOOT, str(REPO / "vae_core" / "_torchvision.py"),
-         COMFYUI_DIR, "--cpu", "--base-directory", str(base), "--listen", "127.0.0.1", "--port", str(port),
-         "--disable-auto-launch"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            if proc.poll() is not None:
-                pytest.fail(f"ComfyUI exited: {(base / 'comfyui.log').read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(url + "/system_stats", timeout=2)
-                break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.5)
-        else:
-            pytest.fail("ComfyUI did not start in 120 s")
+    with comfyui_server(base) as url:
         yield url, base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _get(url: str):
-    return json.load(urllib.request.urlopen(url, timeout=10))
+    return request(url)[1]
 
 
 def _run(url: str, prompt: dict) -> dict:
     body = {"prompt": prompt, "client_id": "cvae-test", "extra_data": {"extra_pnginfo": {"workflow": WORKFLOW}}}
-    req = urllib.request.Request(url + "/prompt", json.dumps(body).encode(), {"Content-Type": "application/json"})
-    try:
-        pid = json.load(urllib.request.urlopen(req, timeout=10))["prompt_id"]
-    except urllib.error.HTTPError as err:
-        return {"rejected": json.loads(err.read())}
-    for _ in range(600):
-        history = _get(f"{url}/history/{pid}")
-        if pid in history and history[pid]["status"].get("completed") is not None:
-            return history[pid]
-        if pid in history and history[pid]["status"].get("status_str") == "error":
-            return history[pid]
-        time.sleep(0.2)
-    pytest.fail("prompt did not finish in 120 s")
+    status, reply = request(url + "/prompt", body)
+    if status != 200:
+        return {"rejected": reply}
+    return finish(url, reply["prompt_id"])
 
 
 def test_comfyui_lists_every_node_and_registers_models_cvae(comfyui):

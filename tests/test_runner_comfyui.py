@@ -5,25 +5,17 @@ installed into a private base directory as a custom node pack; ComfyUI runs on a
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 import test_runner as base  # pytest puts tests/ on sys.path; a module import keeps its tests uncollected here
+from comfyui_server import comfyui_server, finish, needs_comfyui, request
 from cvae_art.runner import execute, ui_to_api, validate
 from runner_nodes import CLASSES, NAMES
 
-COMFYUI_DIR = os.environ.get("COMFYUI_DIR")
-pytestmark = pytest.mark.skipif(not COMFYUI_DIR, reason="set COMFYUI_DIR to a ComfyUI checkout to compare with it")
+pytestmark = needs_comfyui
 TESTS = Path(__file__).resolve().parent
-REPO = TESTS.parent
 
 SHIM = f'''import importlib.util
 _spec = importlib.util.spec_from_file_location("cvae_runner_test_nodes_impl", {str(TESTS / "runner_nodes.py")!r})
@@ -31,30 +23,6 @@ _module = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_module)
 NODE_CLASS_MAPPINGS = _module.NODE_CLASS_MAPPINGS
 '''
-# Applies this repo's torchvision workaround (vae_core/_torchvision.py) before ComfyUI imports it.
-LAUNCHER = f'''import importlib.util, os, runpy, sys
-_spec = importlib.util.spec_from_file_location("_tv", {str(REPO / "vae_core" / "_torchvision.py")!r})
-_tv = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(_tv); _tv.import_torchvision()
-os.chdir(sys.argv[1]); sys.path.insert(0, sys.argv[1])
-sys.argv = ["main.py"] + sys.argv[2:]
-runpy.run_path("main.py", run_name="__main__")
-'''
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _request(url: str, body: dict | None = None) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
 
 
 @pytest.fixture(scope="module")
@@ -63,51 +31,16 @@ def comfyui(tmp_path_factory):
     pack = root / "custom_nodes" / "cvae_runner_test_nodes"
     pack.mkdir(parents=True)
     (pack / "__init__.py").write_text(SHIM)
-    (root / "launch.py").write_text(LAUNCHER)
-    port = _free_port()
-    log = open(root / "log.txt", "w")
-    proc = subprocess.Popen(
-        [os.environ.get("COMFYUI_PYTHON", sys.executable), str(root / "launch.py"), COMFYUI_DIR, "--cpu",
-         "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch", "--base-directory", str(root)],
-        stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                if _request(f"{url}/object_info/TestSave")[1]:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("ComfyUI did not start:\n" + (root / "log.txt").read_text()[-3000:])
-            time.sleep(1)
+    with comfyui_server(root) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _queue(url: str, api: dict, workflow: dict | None = None) -> dict:
     """POST the prompt as ComfyUI's frontend does; return the response (node_errors included)."""
     extra = {"extra_pnginfo": {"workflow": workflow}} if workflow is not None else {}
-    status, reply = _request(f"{url}/prompt", {"prompt": api, "extra_data": extra})
+    status, reply = request(f"{url}/prompt", {"prompt": api, "extra_data": extra})
     reply["status_code"] = status
     return reply
-
-
-def _finish(url: str, prompt_id: str) -> dict:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        history = _request(f"{url}/history/{prompt_id}")[1]
-        if prompt_id in history and history[prompt_id].get("status", {}).get("completed") is not None:
-            return history[prompt_id]
-        time.sleep(0.5)
-    pytest.fail(f"prompt {prompt_id} did not finish")
 
 
 def _saved(folder: Path) -> dict[str, dict]:
@@ -119,7 +52,7 @@ def test_ui_workflow_gives_the_same_files(comfyui, tmp_path):
     ui = base.ui_workflow(str(theirs))
     reply = _queue(comfyui, ui_to_api(ui, CLASSES, NAMES).api, ui)
     assert reply["status_code"] == 200 and reply["node_errors"] == {}, reply
-    history = _finish(comfyui, reply["prompt_id"])
+    history = finish(comfyui, reply["prompt_id"])
     assert history["status"]["status_str"] == "success", history["status"]
 
     run = execute(ui_to_api(base.ui_workflow(str(ours)), CLASSES, NAMES), CLASSES)
@@ -133,7 +66,7 @@ def test_list_semantics_are_the_same(comfyui, tmp_path):
     theirs, ours = tmp_path / "comfyui", tmp_path / "headless"
     reply = _queue(comfyui, base.list_api(str(theirs)))
     assert reply["status_code"] == 200, reply
-    assert _finish(comfyui, reply["prompt_id"])["status"]["status_str"] == "success"
+    assert finish(comfyui, reply["prompt_id"])["status"]["status_str"] == "success"
     execute(base.list_api(str(ours)), CLASSES)
     assert _saved(theirs) == _saved(ours) and len(_saved(ours)) == 8
 
@@ -155,7 +88,7 @@ def test_invalid_workflows_fail_the_same_way(comfyui, tmp_path, case):
     theirs = {e["type"] for e in reply["node_errors"][node_id]["errors"]}
     assert [(e.kind, e.node_id) for e in ours] == [(kind, node_id)] and kind in theirs, reply
     if reply["status_code"] == 200:  # ComfyUI still runs the outputs that validated; let it finish
-        _finish(comfyui, reply["prompt_id"])
+        finish(comfyui, reply["prompt_id"])
 
 
 @pytest.mark.parametrize("change", [{"flag": "false"}, {"seed": 1.5}], ids=["bool-string", "fractional-int"])
@@ -165,5 +98,5 @@ def test_values_comfyui_converts_silently_are_refused_here(comfyui, tmp_path, ch
     api["3"]["inputs"].update(change)
     reply = _queue(comfyui, api)
     assert reply["status_code"] == 200 and reply["node_errors"] == {}
-    _finish(comfyui, reply["prompt_id"])
+    finish(comfyui, reply["prompt_id"])
     assert [e.kind for e in validate(api, CLASSES)] == ["invalid_input_type"]

@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import av
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from comfyui_server import comfyui_server, finish, needs_comfyui, request
 from cvae_art.cli import main as cvae
 from cvae_art.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, comfy
 from cvae_art.runner import input_specs, load_workflow, read_workflow, validate
@@ -315,53 +315,30 @@ def test_anomaly_scan(headless):
 
 # -- the same graphs in a real ComfyUI ---------------------------------------------------------------
 
-@pytest.mark.skipif(not os.environ.get("COMFYUI_DIR"), reason="set COMFYUI_DIR to a ComfyUI checkout to compare with it")
+@needs_comfyui
 def test_comfyui_runs_the_shipped_graphs_to_the_same_pixels(tmp_path, headless):
     """The pack installed as custom_nodes/<another name>: bundled model and samples resolve from the
     pack, not from ComfyUI's folders, and every image comes out as it does headless."""
-    import test_runner_comfyui as rc  # its launcher and HTTP helpers; pytest puts tests/ on sys.path
     from cvae_art.runner import apply_overrides, ui_to_api
 
     root = tmp_path / "comfyui"
     (root / "custom_nodes").mkdir(parents=True)
     (root / "custom_nodes" / "ComfyUI-CVAE-Art").symlink_to(REPO, target_is_directory=True)
-    (root / "launch.py").write_text(rc.LAUNCHER)
-    port = rc._free_port()
-    url = f"http://127.0.0.1:{port}"
-    with open(root / "log.txt", "w") as log:
-        proc = subprocess.Popen(
-            [os.environ.get("COMFYUI_PYTHON", sys.executable), str(root / "launch.py"), os.environ["COMFYUI_DIR"], "--cpu",
-             "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch", "--base-directory", str(root)],
-            stdout=log, stderr=subprocess.STDOUT)
-        try:
-            for _ in range(240):
-                try:
-                    if rc._request(f"{url}/object_info/CVAERenderWalk")[1]:
-                        break
-                except OSError:
-                    pass
-                assert proc.poll() is None, (root / "log.txt").read_text()[-3000:]
-                time.sleep(1)
-            train = f'{node_id("train_small_model", "CVAETrainModel")}.steps=12'
-            for path in shipped():
-                overrides = [train] if path.stem == "train_small_model" else []
-                wf = ui_to_api(read_workflow(path), NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS)
-                assert apply_overrides(wf, overrides, NODE_CLASS_MAPPINGS) == []
-                status, reply = rc._request(f"{url}/prompt", {"prompt": wf.api, "extra_data": {"extra_pnginfo": wf.extra_pnginfo()}})
-                assert status == 200 and reply["node_errors"] == {}, (path.name, reply)
-                history = rc._finish(url, reply["prompt_id"])
-                assert history["status"]["status_str"] == "success", (path.name, history["status"])
-                ours, _ = headless(path.stem, *overrides)
-            theirs = root / "output"
-            ours_png, theirs_png = pngs(ours), pngs(theirs)
-            assert set(theirs_png) == set(ours_png) and ours_png
-            for name, image in ours_png.items():
-                assert np.array_equal(image, theirs_png[name]), name
-            assert sorted(p.relative_to(theirs).as_posix() for p in theirs.rglob("*.mp4")) == \
-                   sorted(p.relative_to(ours).as_posix() for p in ours.rglob("*.mp4"))
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with comfyui_server(root) as url:
+        train = f'{node_id("train_small_model", "CVAETrainModel")}.steps=12'
+        for path in shipped():
+            overrides = [train] if path.stem == "train_small_model" else []
+            wf = ui_to_api(read_workflow(path), NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS)
+            assert apply_overrides(wf, overrides, NODE_CLASS_MAPPINGS) == []
+            status, reply = request(f"{url}/prompt", {"prompt": wf.api, "extra_data": {"extra_pnginfo": wf.extra_pnginfo()}})
+            assert status == 200 and reply["node_errors"] == {}, (path.name, reply)
+            history = finish(url, reply["prompt_id"])
+            assert history["status"]["status_str"] == "success", (path.name, history["status"])
+            ours, _ = headless(path.stem, *overrides)
+        theirs = root / "output"
+        ours_png, theirs_png = pngs(ours), pngs(theirs)
+        assert set(theirs_png) == set(ours_png) and ours_png
+        for name, image in ours_png.items():
+            assert np.array_equal(image, theirs_png[name]), name
+        assert sorted(p.relative_to(theirs).as_posix() for p in theirs.rglob("*.mp4")) == \
+               sorted(p.relative_to(ours).as_posix() for p in ours.rglob("*.mp4"))
