@@ -23,9 +23,10 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--repeats", type=int, default=6, help="timed training steps per setting")
     g = p.add_argument_group("decode / render / restyle / runner")
-    g.add_argument("--resolutions", type=int, nargs="+", default=[64, 128, 256], help="decode: model resolutions")
+    g.add_argument("--resolutions", type=int, nargs="+", default=[64, 128, 256],
+                   help="decode, render: model resolutions (render: untrained models besides --model)")
     g.add_argument("--model", help="render/restyle/runner: a trained model file (default: an untrained 64 px model)")
-    g.add_argument("--frames", type=int, default=480, help="render: frames in the walk")
+    g.add_argument("--frames", type=int, default=480, help="render: frames in the walk at 64 px (fewer for larger models)")
     g.add_argument("--sizes", type=int, nargs="+", default=[500, 5000], help="restyle: folder sizes (images)")
     g = p.add_argument_group("quality / curve")
     g.add_argument("--models", nargs="+", default=[], metavar="NAME=PATH", help="quality: model files to compare")
@@ -85,8 +86,10 @@ def run_part(part: str, a: argparse.Namespace) -> list:
         return [bench.bench_decode(tuple(a.resolutions), frames=a.frames if a.quick else 256,
                                    batch=8 if a.quick else 64, repeats=1 if a.quick else 5, device=a.device)]
     if part == "render":
-        return [bench.bench_render(_speed_model(a), frames=a.frames, chunk=8 if a.quick else 32,
-                                   repeats=1 if a.quick else 5, device=a.device)]
+        ((name, model),) = _speed_model(a).items()
+        cases = bench.render_cases(model, name, tuple(a.resolutions), a.device)
+        return [bench.bench_render(cases, frames=a.frames, chunk=8 if a.quick else 32, repeats=1 if a.quick else 5,
+                                   device=a.device)]
     if part == "restyle":
         return [bench.bench_restyle(a.model, a.sizes, quick=a.quick, device=a.device)]
     if part == "runner":

@@ -110,10 +110,13 @@ def test_decode_and_render_json(capsys):
     assert large["GFLOP/frame"] > 4 * small["GFLOP/frame"]  # 4x the pixels, and one more level
 
     (render,) = run_json(capsys, "render")["tables"]
-    assert [r["video px"] for r in render["rows"]] == [32, 256]  # the model's own size, then the node's default
+    # the model's own size, then the node's default, then an untrained model at each other resolution
+    assert [(r["resolution"], r["video px"]) for r in render["rows"]] == [(32, 32), (32, 256), (64, 64)]
     for row in render["rows"]:
-        positive(row, "decode frames/s", "render frames/s", "render / decode", "MB")
-        assert row["frames"] == 24 and row["render / decode"] == pytest.approx(row["render frames/s"] / row["decode frames/s"])
+        positive(row, "model.decode frames/s", "decode_chunks frames/s", "render frames/s", "MB")
+        assert row["render / model.decode"] == pytest.approx(row["render frames/s"] / row["model.decode frames/s"])
+        assert row["render / decode_chunks"] == pytest.approx(row["render frames/s"] / row["decode_chunks frames/s"])
+    assert [r["frames"] for r in render["rows"]] == [96, 96, 24]  # --frames 24 at 64 px, scaled by the pixel count
     assert render["rows"][1]["MB"] > render["rows"][0]["MB"]
 
 

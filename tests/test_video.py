@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import tracemalloc
 from fractions import Fraction
 from pathlib import Path
@@ -15,7 +17,7 @@ from PIL import Image
 
 from cvae_art.vae_core.model import CVAE, ModelConfig
 from cvae_art.vae_core.video import VideoError, VideoWriter, read_metadata, write_video
-from cvae_art.vae_core.walk import decode_chunks, render_walk
+from cvae_art.vae_core.walk import decode_chunks, decode_workers, ordered_map, render_walk
 
 
 def moving_frames(n: int, h: int = 48, w: int = 64) -> np.ndarray:
@@ -113,6 +115,8 @@ def test_bad_input_gives_clear_errors(tmp_path):
     with pytest.raises(VideoError, match=r"\[N, H, W, 3\]"):
         w.write(np.zeros((4, 8, 8), np.uint8))
     w.abort()
+    with pytest.raises(VideoError, match="threads must be >= 0"):
+        VideoWriter(tmp_path / "c.mp4", threads=-1)
     with pytest.raises(VideoError, match="no frames"):
         with VideoWriter(tmp_path / "empty.gif"):
             pass
@@ -195,3 +199,77 @@ def test_render_walk_upscales_and_cancels_cleanly(tmp_path, model64):
     with pytest.raises(KeyboardInterrupt):
         render_walk(model64, z, None, tmp_path / "cancelled.webm", chunk=5, callback=cancel)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.mp4"]
+
+
+@pytest.fixture
+def two_torch_threads():
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(n)
+
+
+def torch_threads_of_a_new_thread() -> int:
+    """The intra-op threads a thread gets when it first runs torch (the process default)."""
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    return seen[0]
+
+
+def test_ordered_map_yields_in_order_from_several_workers(two_torch_threads):
+    # Later tasks finish first (shorter sleeps), so arrival order differs from task order.
+    def task(i):
+        def run():
+            time.sleep(0.002 * (12 - i))
+            return i, torch.get_num_threads(), threading.current_thread().name
+        return run
+
+    results = list(ordered_map([task(i) for i in range(12)], workers=3, threads=1))
+    assert [r[0] for r in results] == list(range(12))
+    assert {r[1] for r in results} == {1}  # each worker ran torch single-threaded
+    assert len({r[2] for r in results}) == 3 and threading.current_thread().name not in {r[2] for r in results}
+    assert torch.get_num_threads() == 2 and torch_threads_of_a_new_thread() == 2  # defaults put back
+
+
+def test_ordered_map_raises_a_task_error_in_place_and_stops_early():
+    ran = []
+
+    def task(i):
+        def run():
+            ran.append(i)
+            if i == 3:
+                raise ValueError("task 3 failed")
+            return i
+        return run
+
+    got = []
+    with pytest.raises(ValueError, match="task 3 failed"):
+        for x in ordered_map([task(i) for i in range(100)], workers=2, depth=2):
+            got.append(x)
+    assert got == [0, 1, 2]
+    # Bounded look-ahead: the workers stopped instead of running all 100 tasks.
+    assert len(ran) <= 3 + 2 * (2 + 1) + 1, ran
+    assert not [t for t in threading.enumerate() if t.name.startswith("cvae-decode")]
+
+    gen = ordered_map([task(i) for i in range(50, 100)], workers=2)
+    assert next(gen) == 50
+    gen.close()  # a consumer that stops (a cancelled render) releases the workers
+    assert not [t for t in threading.enumerate() if t.name.startswith("cvae-decode")]
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        list(ordered_map([], workers=0))
+
+
+def test_render_walk_with_parallel_decoders_keeps_frame_order(tmp_path, tiny_model, two_torch_threads):
+    assert decode_workers("cpu") == (2, 1)
+    z = tiny_model.prior_sample(23, seed=2) * 1.5  # unrelated frames, not a smooth walk
+    expected = torch.cat(list(decode_chunks(tiny_model, z, None, chunk=4))).permute(0, 2, 3, 1).numpy() * 255
+    path = render_walk(tiny_model, z, None, tmp_path / "walk.mp4", quality=100, chunk=4)
+    decoded = np.stack(decode(path)[0]).astype(float)
+    assert len(decoded) == 23
+    err = np.abs(decoded[:, None] - expected[None]).mean(axis=(2, 3, 4))  # [decoded, expected]
+    apart = np.abs(expected[:, None] - expected[None]).mean(axis=(2, 3, 4)) + np.eye(23) * 255
+    assert err.diagonal().max() < min(4, apart.min())  # frames differ more than the codec's error
+    assert (err.argmin(axis=1) == np.arange(23)).all()  # each frame is its own, not a neighbour's
+    assert torch.get_num_threads() == 2 and torch_threads_of_a_new_thread() == 2

@@ -93,8 +93,13 @@ def to_tensor(arr: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """float [B,3,H,W] 0..1 -> uint8 [B,H,W,3]."""
-    return images.detach().clamp(0, 1).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    """float [B,3,H,W] 0..1 -> uint8 [B,H,W,3], C-contiguous (what encoders and OpenCV take
+    without another copy)."""
+    # Clamping into a channels-last buffer is the one float copy; the rest is in place, and the
+    # permute to [B,H,W,3] is then free. Half the time of converting first and copying after.
+    out = torch.empty_like(images, memory_format=torch.channels_last)
+    torch.clamp(images.detach(), 0, 1, out=out)
+    return out.mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def fit(images: torch.Tensor, size: int) -> torch.Tensor:

@@ -55,6 +55,8 @@ class VideoWriter:
     default -> 22; WebP: libwebp quality; GIF: not used, always 256 colours per frame, dithered).
     loop: GIF/WebP repeat count, 0 = forever; n = n extra plays. MP4/WebM players decide.
     metadata: {key: text} embedded where the container allows (see the module docstring).
+    threads: encoder threads, 0 = the encoder's choice (all cores); 1 when other threads already
+    keep the cores busy (render_walk's decoders), where the encoder's own threads only contend.
 
         with VideoWriter("walk.mp4", fps=24) as w:
             for chunk in chunks:        # uint8 [N, H, W, 3] or [H, W, 3]
@@ -68,6 +70,7 @@ class VideoWriter:
         quality: float = DEFAULT_QUALITY,
         loop: int = 0,
         metadata: Mapping[str, str] | None = None,
+        threads: int = 0,
     ) -> None:
         self.path = Path(path)
         self.suffix = self.path.suffix.lower()
@@ -79,6 +82,9 @@ class VideoWriter:
             raise VideoError(f"{self.path}: quality must be 0..100, got {quality}")
         if loop < 0:
             raise VideoError(f"{self.path}: loop must be >= 0 (0 = forever), got {loop}")
+        if threads < 0:
+            raise VideoError(f"{self.path}: threads must be >= 0 (0 = the encoder's choice), got {threads}")
+        self.threads = int(threads)
         self.fps = Fraction(fps).limit_denominator(1001)
         self.quality = quality
         self.loop = int(loop)
@@ -195,6 +201,7 @@ class VideoWriter:
             stream = self._container.add_stream(codec, rate=self.fps, options=copts)
             stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
             stream.time_base = 1 / self.fps
+            stream.codec_context.thread_count = self.threads
             if self.suffix in (".mp4", ".webm"):
                 for k, v in self.metadata.items():
                     self._container.metadata[k] = v
