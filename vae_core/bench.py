@@ -257,8 +257,8 @@ def walk_latents(model: CVAE, frames: int, keys: int = 6, seed: int = 0) -> torc
     return keyframe_path(model.prior_sample(keys, seed), frames, method="slerp", easing="ease-in-out", loop=True)
 
 
-def render_cases(model: CVAE, name: str, resolutions: tuple[int, ...] = (128, 256), device: str = "cpu",
-                 ) -> list[tuple[str, CVAE, int | None]]:
+def render_cases(model: CVAE, name: str, resolutions: tuple[int, ...] = (128, 256),
+                 device: str = "cpu") -> list[tuple[str, CVAE, int | None]]:
     """What `bench_render` times: `model` at its own size and upscaled to 256 px (the render node's
     default), and untrained models at each other resolution at their own size."""
     cases: list[tuple[str, CVAE, int | None]] = [(name, model, None), (name, model, 256)]
