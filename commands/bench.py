@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-PARTS = ("train", "decode", "render", "restyle", "runner", "quality", "curve", "nll")
+PARTS = ("train", "decode", "render", "restyle", "runner", "quality", "samples", "curve", "nll")
 # The shared data next to a checkout (../shared/data); a user's clone passes paths instead.
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -28,8 +28,12 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", help="render/restyle/runner: a trained model file (default: an untrained 64 px model)")
     g.add_argument("--frames", type=int, default=480, help="render: frames in the walk at 64 px (fewer for larger models)")
     g.add_argument("--sizes", type=int, nargs="+", default=[500, 5000], help="restyle: folder sizes (images)")
-    g = p.add_argument_group("quality / curve")
-    g.add_argument("--models", nargs="+", default=[], metavar="NAME=PATH", help="quality: model files to compare")
+    g = p.add_argument_group("quality / samples / curve")
+    g.add_argument("--models", nargs="+", default=[], metavar="NAME=PATH", help="quality, samples: model files to compare")
+    g.add_argument("--temperatures", type=float, nargs="+", default=[1.0], help="samples: sampling temperatures to score")
+    g.add_argument("--priors", nargs="+", choices=["learned", "normal"], default=["learned", "normal"],
+                   help="samples: which priors to score (learned only where the model has one)")
+    g.add_argument("--cache", default="runs/bench_cache", help="samples: where the domain classifier is cached")
     g.add_argument("--data", default=str(SHARED_DATA / "emoji_styles"), help="quality: the emoji folder (metadata.csv with a key column)")
     g.add_argument("--runs", nargs="+", default=[], metavar="RUN_DIR", help="curve: run folders (validation history vs time)")
     g = p.add_argument_group("nll")
@@ -100,6 +104,16 @@ def run_part(part: str, a: argparse.Namespace) -> list:
         if not a.models:
             raise ValueError("bench quality: give the models to compare, e.g. --models best=runs/emoji_best/model.safetensors")
         return [bench.bench_quality(_load_models(a.models), a.data, a.device)]
+    if part == "samples":
+        if not a.models:
+            raise ValueError("bench samples: give the models to score, e.g. --models assets/cvae_emoji_64.safetensors")
+        from ..vae_core.bench_samples import bench_samples
+
+        for t in a.temperatures:
+            if not (0 <= t <= 3):
+                raise ValueError(f"--temperatures: {t} is outside 0..3")
+        return bench_samples(_load_models(a.models), a.data, a.device, tuple(a.temperatures), tuple(a.priors),
+                             cache_dir=a.cache, progress=not a.json)
     if part == "curve":
         if not a.runs:
             raise ValueError("bench curve: give run folders with --runs DIR ...")
@@ -127,7 +141,7 @@ def _bench_run(a: argparse.Namespace) -> int:
         print("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()) + "\n", flush=True)
     tables, skipped = [], []
     for part in parts:
-        if a.part == "all" and ((part == "quality" and not a.models) or (part == "curve" and not a.runs)
+        if a.part == "all" and ((part in ("quality", "samples") and not a.models) or (part == "curve" and not a.runs)
                                 or (part == "nll" and not (a.checkpoint or a.minutes or a.quick))):
             skipped.append(part)
             continue

@@ -19,6 +19,23 @@ def _load(a: argparse.Namespace):
     return load_model(a.model, device=a.device)
 
 
+def _prior_arg(p: argparse.ArgumentParser) -> None:
+    from ..vae_core.prior import PRIOR_CHOICES
+
+    p.add_argument("--prior", choices=PRIOR_CHOICES, default=PRIOR_CHOICES[0],
+                   help="learned: the model's fitted p(z | c) (the default; models without one use normal); "
+                        "normal: N(0, T^2 I)")
+
+
+def _prior_note(model, prior: str) -> str:
+    """Say so when a model has no learned prior to draw from (and how to give it one)."""
+    if prior == "learned" and not model.has_learned_prior:
+        print("note: this model has no learned prior, so latents come from N(0, I); "
+              "`cvae fit-prior MODEL DATA --out NEW` gives it one and makes samples look like the data", file=sys.stderr)
+        return "normal"
+    return prior
+
+
 def _provenance(command: str, a: argparse.Namespace) -> str:
     """The settings that made a file, stored in it so it can be made again."""
     settings = {k: v for k, v in vars(a).items() if k != "device" and v is not None}
@@ -31,7 +48,8 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cond", help="condition: 'style=noto', a blend 'style=noto:0.5,openmoji:0.5', factors separated by ';' (default: null)")
     p.add_argument("--n", type=int, default=16, help="number of samples")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0, help="z ~ N(0, T^2 I); below 1 is tamer, above 1 wilder")
+    p.add_argument("--temperature", type=float, default=1.0, help="1: the prior as learned; below 1 is tamer, above 1 wilder")
+    _prior_arg(p)
     p.add_argument("--nrow", type=int, help="grid columns (default: square-ish)")
     p.add_argument("--out", required=True, help="a .png grid, or a folder for one PNG per sample")
 
@@ -44,8 +62,10 @@ def _sample_run(a: argparse.Namespace) -> int:
         raise ValueError(f"--n must be at least 1, got {a.n}")
     model = _load(a)
     cond = model.condition(a.cond, 1)
-    images = model.sample(a.n, cond, seed=a.seed, temperature=a.temperature)
-    what = f"{a.n} sample(s) ({describe_condition(model.vocab, cond) or 'unconditional'}, seed {a.seed}, temperature {a.temperature:g})"
+    prior = _prior_note(model, a.prior)
+    images = model.sample(a.n, cond, seed=a.seed, temperature=a.temperature, prior=prior)
+    what = (f"{a.n} sample(s) ({describe_condition(model.vocab, cond) or 'unconditional'}, seed {a.seed}, "
+            f"temperature {a.temperature:g}, {prior} prior)")
     text = {"cvae": _provenance("sample", a)}
     out = Path(a.out)
     if out.suffix.lower() == ".png":
@@ -77,8 +97,9 @@ def _walk_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pingpong", action="store_true", help="play forward, then back")
     p.add_argument("--hold", type=int, default=0, help="extra frames to stay on each keyframe")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--renormalize", action="store_true", help="keep every frame's latent at the prior's typical radius")
+    p.add_argument("--temperature", type=float, default=1.0, help="spread of the random keyframes (1: the prior as learned)")
+    _prior_arg(p)
+    p.add_argument("--renormalize", action="store_true", help="keep every frame's latent at the typical radius of N(0, T^2 I) (for --prior normal walks)")
     p.add_argument("--cond", help="condition for every frame (default: null)")
     p.add_argument("--cond-from", help="condition at the start (a sweep to --cond-to)")
     p.add_argument("--cond-to", help="condition at the end")
@@ -110,7 +131,7 @@ def _walk_run(a: argparse.Namespace) -> int:
     else:
         if a.keyframes < 1:
             raise ValueError(f"--keyframes must be at least 1, got {a.keyframes}")
-        keys = model.prior_sample(a.keyframes, a.seed, a.temperature)
+        keys = model.prior_sample(a.keyframes, a.seed, a.temperature, cond_from, _prior_note(model, a.prior))
     schedule_args = dict(easing=a.easing, loop=a.loop, pingpong=a.pingpong)
     frames = a.frames if a.frames is not None else (None if seg else 96)
     z = keyframe_path(keys, frames, a.method, hold=a.hold, segment_frames=seg, **schedule_args)

@@ -31,6 +31,13 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adv-weight", type=float, default=0.0, help="PatchGAN hinge loss weight (0 = off)")
     p.add_argument("--adv-start", type=int, default=2000, help="step at which the discriminator starts")
     p.add_argument("--disc-channels", type=int, default=64, help="PatchGAN width (32 is enough at 64 px and half the cost)")
+    p.add_argument("--latent-adv-weight", type=float, default=0.0,
+                   help="latent style adversary (Fader): push style out of z so the condition carries it (0 = off)")
+    p.add_argument("--style-cls-weight", type=float, default=0.0,
+                   help="style classification of latents decoded under other labels (StarGAN-style; 0 = off)")
+    p.add_argument("--no-fit-prior", dest="fit_prior", action="store_false",
+                   help="do not fit the learned prior p(z | c) at the end (samplers then use N(0, I))")
+    p.add_argument("--init", default="", help="start from this model file's weights (fine-tune; same architecture and labels)")
     p.add_argument("--label-dropout", type=float, default=0.1)
     p.add_argument("--augment", choices=["none", "flip"], default="none")
     p.add_argument("--background", default="white", help="colour that transparent pixels are composited on")
@@ -54,13 +61,14 @@ def _train_run(a: argparse.Namespace) -> int:
         data=a.data, out=a.out, conditions=conditions, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
         label_dropout=a.label_dropout, val_fraction=a.val_fraction, seed=a.seed, background=a.background,
         augment=a.augment, checkpoint_every=a.checkpoint_every, sample_every=a.sample_every, workers=a.workers,
-        amp=a.amp, device=a.device, max_minutes=a.max_minutes,
+        amp=a.amp, device=a.device, max_minutes=a.max_minutes, init=a.init, fit_prior=a.fit_prior,
         model=ModelConfig(resolution=a.resolution, latent_dim=a.latent_dim, base_channels=a.base_channels,
                           max_channels=a.max_channels, recon=a.recon),
         loss=LossConfig(beta=a.beta, kl_warmup_steps=a.kl_warmup, free_bits=a.free_bits, ssim_weight=a.ssim_weight,
                         ms_ssim_weight=a.ms_ssim_weight, lpips_weight=a.lpips_weight, lpips_net=a.lpips_net,
                         lpips_weights=a.lpips_weights, adv_weight=a.adv_weight, adv_start=a.adv_start,
-                        disc_channels=a.disc_channels),
+                        disc_channels=a.disc_channels, latent_adv_weight=a.latent_adv_weight,
+                        style_cls_weight=a.style_cls_weight),
     )
     result = train(cfg, resume=a.resume)
     for path, why in result.skipped:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..vae_core import latent as ops
+from ..vae_core.prior import PRIOR_CHOICES
 from ..vae_core.schedule import EASINGS, keyframe_path
 from .common import (
     LATENT_TYPE,
@@ -71,7 +72,10 @@ class CVAEDecode:
 
 
 class CVAESample:
-    DESCRIPTION = "Draws random latents from the prior N(0, T^2) and decodes them."
+    DESCRIPTION = (
+        "Draws random latents and decodes them: from the model's learned prior p(z | style), which puts them where "
+        "real images encode, or from the standard normal N(0, T^2) of models without one."
+    )
     CATEGORY = "CVAE/latent"
     RETURN_TYPES = ("IMAGE", LATENT_TYPE)
     RETURN_NAMES = ("image", "latent")
@@ -85,13 +89,17 @@ class CVAESample:
                 "model": model_input(),
                 "count": ("INT", {"default": 8, "min": 1, "max": 4096, "step": 1, "tooltip": "How many samples."}),
                 "seed": seed_input("Same seed, same samples."),
-                "temperature": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.01, "tooltip": "Spread of the latents: lower is more typical, higher more varied (and odder)."}),
+                "temperature": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.01, "tooltip": "Spread of the latents: 1 is the prior as learned, lower is more typical, higher more varied (and odder)."}),
             },
-            "optional": {"cond": cond_input(COND_DECODE_TOOLTIP)},
+            # Optional, so workflows saved before the learned prior existed still validate.
+            "optional": {
+                "cond": cond_input(COND_DECODE_TOOLTIP),
+                "prior": (list(PRIOR_CHOICES), {"default": PRIOR_CHOICES[0], "tooltip": "learned: the model's fitted p(z | style) (models without one fall back to normal; CVAE Fit Prior adds one). normal: N(0, T^2), what the model was trained against."}),
+            },
         }
 
-    def sample(self, model, count, seed, temperature, cond=None):
-        z = model.prior_sample(count, seed, temperature)
+    def sample(self, model, count, seed, temperature, cond=None, prior=PRIOR_CHOICES[0]):
+        z = model.prior_sample(count, seed, temperature, model_cond(model, cond, count), prior)
         return (decode(model, z, cond), make_latent(z))
 
 

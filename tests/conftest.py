@@ -1,6 +1,7 @@
 """Shared fixtures: small real data written to disk and a tiny model really trained on it."""
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
@@ -96,3 +97,47 @@ def emoji_dir() -> Path:
     if not (path / "metadata.csv").is_file():
         pytest.skip(f"shared emoji data not found at {path}")
     return path
+
+
+# -- a tiny two-style set with a key column: the same shape drawn filled and outlined ----------------
+STYLES = ("disc", "ring")
+
+
+def write_styled_folder(root: Path, keys: int = 16, size: int = 32) -> Path:
+    rng = np.random.default_rng(0)
+    rows = []
+    for k in range(keys):
+        color = tuple(int(c) for c in rng.integers(0, 200, 3))
+        cx, cy = (int(v) for v in rng.integers(size // 3, 2 * size // 3, 2))
+        r = int(rng.integers(size // 6, size // 3))
+        for style in STYLES:
+            img = np.full((size, size, 3), 255, np.uint8)
+            if style == "disc":
+                cv2.circle(img, (cx, cy), r, color, -1)
+            else:
+                cv2.rectangle(img, (cx - r, cy - r), (cx + r, cy + r), color, 2)
+            path = f"{style}/k{k:02d}.png"
+            (root / style).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / path), img)
+            rows.append({"path": path, "style": style, "key": f"k{k:02d}"})
+    # One emoji drawn in one style only: never part of a style-transfer pair.
+    cv2.imwrite(str(root / "disc" / "lonely.png"), np.full((size, size, 3), 128, np.uint8))
+    rows.append({"path": "disc/lonely.png", "style": "disc", "key": "lonely"})
+    with open(root / "metadata.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, ["path", "style", "key"])
+        w.writeheader()
+        w.writerows(rows)
+    return root
+
+
+@pytest.fixture(scope="session")
+def styled_model(tmp_path_factory):
+    root = write_styled_folder(tmp_path_factory.mktemp("styled"))
+    cfg = TrainConfig(
+        data=str(root), out=str(tmp_path_factory.mktemp("styled_run")), conditions=["style"], steps=20, batch_size=8,
+        lr=2e-3, workers=0, checkpoint_every=10, sample_every=1000, log_every=5, val_fraction=0.3, seed=0,
+        model=ModelConfig(resolution=32, latent_dim=8, base_channels=8, max_channels=32),
+        loss=LossConfig(kl_warmup_steps=5),
+    )
+    result = train(cfg, progress=False)
+    return root, result.run_dir

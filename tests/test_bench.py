@@ -20,9 +20,7 @@ from cvae_art.cli import main
 from cvae_art.vae_core import bench
 from cvae_art.vae_core.checkpoint import load_model
 from cvae_art.vae_core.data import load_image_set
-from cvae_art.vae_core.losses import LossConfig
 from cvae_art.vae_core.model import CVAE, ModelConfig
-from cvae_art.vae_core.train import TrainConfig, train
 
 
 def run_json(capsys, *argv: str) -> dict:
@@ -35,48 +33,6 @@ def positive(row: dict, *columns: str) -> None:
         assert isinstance(row[c], (int, float)) and math.isfinite(row[c]) and row[c] > 0, (c, row)
 
 
-# -- a tiny two-style set with a key column: the same shape drawn filled and outlined ----------------
-STYLES = ("disc", "ring")
-
-
-def write_styled_folder(root: Path, keys: int = 16, size: int = 32) -> Path:
-    rng = np.random.default_rng(0)
-    rows = []
-    for k in range(keys):
-        color = tuple(int(c) for c in rng.integers(0, 200, 3))
-        cx, cy = (int(v) for v in rng.integers(size // 3, 2 * size // 3, 2))
-        r = int(rng.integers(size // 6, size // 3))
-        for style in STYLES:
-            img = np.full((size, size, 3), 255, np.uint8)
-            if style == "disc":
-                cv2.circle(img, (cx, cy), r, color, -1)
-            else:
-                cv2.rectangle(img, (cx - r, cy - r), (cx + r, cy + r), color, 2)
-            path = f"{style}/k{k:02d}.png"
-            (root / style).mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(root / path), img)
-            rows.append({"path": path, "style": style, "key": f"k{k:02d}"})
-    # One emoji drawn in one style only: never part of a style-transfer pair.
-    cv2.imwrite(str(root / "disc" / "lonely.png"), np.full((size, size, 3), 128, np.uint8))
-    rows.append({"path": "disc/lonely.png", "style": "disc", "key": "lonely"})
-    with open(root / "metadata.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, ["path", "style", "key"])
-        w.writeheader()
-        w.writerows(rows)
-    return root
-
-
-@pytest.fixture(scope="module")
-def styled_model(tmp_path_factory):
-    root = write_styled_folder(tmp_path_factory.mktemp("styled"))
-    cfg = TrainConfig(
-        data=str(root), out=str(tmp_path_factory.mktemp("styled_run")), conditions=["style"], steps=20, batch_size=8,
-        lr=2e-3, workers=0, checkpoint_every=10, sample_every=1000, log_every=5, val_fraction=0.3, seed=0,
-        model=ModelConfig(resolution=32, latent_dim=8, base_channels=8, max_channels=32),
-        loss=LossConfig(kl_warmup_steps=5),
-    )
-    result = train(cfg, progress=False)
-    return root, result.run_dir
 
 
 # -- train --------------------------------------------------------------------------------------------
@@ -240,6 +196,14 @@ def test_importance_sampled_nll_is_exact_when_the_model_ignores_z():
     nll, elbo = bench.importance_sampled_nll(model, x, k=7, chunk=3, batch=2)
     np.testing.assert_allclose(nll, exact.numpy(), rtol=1e-5)
     np.testing.assert_allclose(elbo, exact.numpy(), rtol=1e-5)
+    # A learned prior that is N(0, I) (one component, identity) is the same density; one that is
+    # not changes the estimate.
+    from cvae_art.vae_core.prior import MixturePrior
+
+    model.prior = MixturePrior(4, 1, {})
+    np.testing.assert_allclose(bench.importance_sampled_nll(model, x, k=7, chunk=3, batch=2)[1], elbo, rtol=1e-5)
+    model.prior.means.fill_(3.0)
+    assert (bench.importance_sampled_nll(model, x, k=7, chunk=3, batch=2)[1] > elbo + 10).all()
 
 
 def write_idx(path: Path, images: np.ndarray) -> None:
@@ -258,13 +222,17 @@ def test_nll_trains_on_binarised_digits_and_bounds(tmp_path, capsys):
 
     out = run_json(capsys, "nll", "--mnist", str(tmp_path), "--out", str(tmp_path / "run"))
     (table,) = out["tables"]
-    ours, elbo = table["rows"][:2]
-    assert ours["test images"] == 8 and ours["samples k"] == 16
-    positive(ours, "nats", "std. error")
-    # The importance-sampled bound is never looser than the ELBO from the same samples,
-    # and a Bernoulli model of 32x32 binary pixels costs less than 1024 log 2 only after training.
-    assert ours["nats"] <= elbo["nats"] + 1e-6
-    assert [r["nats"] for r in table["rows"][2:]] == [86.76, 85.33, 82.90]
+    rows = table["rows"]
+    # Training fitted a learned prior, so both priors are scored on the same weights.
+    assert ["learned mixture prior" in r["estimate"] for r in rows[:4]] == [True, True, False, False]
+    assert all("N(0, I) prior" in r["estimate"] for r in rows[2:4])
+    for ours, elbo in (rows[0:2], rows[2:4]):
+        assert ours["test images"] == 8 and ours["samples k"] == 16
+        positive(ours, "nats", "std. error")
+        # The importance-sampled bound is never looser than the ELBO from the same samples.
+        assert ours["nats"] <= elbo["nats"] + 1e-6
+    assert rows[0]["nats"] != rows[2]["nats"]
+    assert [r["nats"] for r in rows[4:]] == [86.76, 85.33, 82.90, 78.45, 78.01]
     model = load_model(tmp_path / "run" / "model.safetensors")
     assert model.vocab == {} and model.config.recon == "bce" and model.resolution == 32
 
@@ -273,7 +241,7 @@ def test_binarized_trainer_feeds_binary_grey_batches(tmp_path):
     images = np.random.default_rng(1).integers(0, 256, (16, 28, 28), dtype=np.uint8)
     cfg = bench.nll_train_config(tmp_path, steps=1, minutes=0, batch_size=8, latent_dim=4)
     trainer = bench.BinarizedTrainer(cfg, data=bench.mnist_image_set(images), progress=False)
-    x, _, _ = trainer._batch(0)
+    x, _, _, _ = trainer._batch(0)
     assert x.shape == (8, 3, 32, 32)
     assert set(x.unique().tolist()) <= {0.0, 1.0}
     assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 0], x[:, 2])

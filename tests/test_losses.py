@@ -239,3 +239,30 @@ def test_kl_is_logged_in_nats_per_image():
     assert logs["kl"] == pytest.approx((0.5 + 4.5) / 2)
     assert logs["loss"] == pytest.approx(logs["recon"] + logs["kl"])
     assert math.isfinite(logs["recon"])
+
+
+def test_the_style_judges_only_learn_from_rows_with_one_known_label():
+    from cvae_art.vae_core.conditions import make_condition
+    from cvae_art.vae_core.losses import LatentCritic, PixelStyleClassifier
+
+    vocab = {"style": ["a", "b", "c"]}
+    cond = {"style": torch.cat([make_condition(vocab, s)["style"] for s in
+                                ("style=b", None, "style=a:0.5,c:0.5", "style=c")])}
+    assert LatentCritic.targets(cond)["style"].tolist() == [1, -1, -1, 2]
+    critic = LatentCritic(8, vocab)
+    z = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    # Only rows 0 and 3 count: changing the null and blended rows' latents changes nothing.
+    z2 = z.clone()
+    z2[1:3] += 100
+    assert torch.equal(critic.loss(z, cond), critic.loss(z2, cond))
+    assert torch.equal(critic.confusion(z, cond), critic.confusion(z2, cond))
+    # A critic that cannot tell the labels apart (zero logits) costs the encoder nothing.
+    for head in critic.heads.values():
+        torch.nn.init.zeros_(head[-1].weight)
+        torch.nn.init.zeros_(head[-1].bias)
+    assert float(critic.confusion(z, cond)) == pytest.approx(0.0, abs=1e-6)
+    cls = PixelStyleClassifier(vocab, width=8)
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    x2 = x.clone()
+    x2[1:3] = 0
+    assert torch.equal(cls.loss(x, cond), cls.loss(x2, cond))

@@ -209,6 +209,29 @@ def test_sample_is_seeded_and_matches_the_library(pack, env, tiny_model):
     assert torch.equal(img, again) and not torch.equal(img, other)
     (decoded,) = run(pack, "CVAEDecode", model=tiny_model, latent=lat, cond=cond)
     assert torch.equal(decoded, img)
+    # The learned prior by default; the standard normal when asked.
+    assert tiny_model.has_learned_prior
+    assert torch.equal(lat["z"], tiny_model.prior_sample(5, 7, 0.8, tiny_model.condition("label=disc", 5)))
+    _, normal = run(pack, "CVAESample", model=tiny_model, count=5, seed=7, temperature=0.8, cond=cond, prior="normal")
+    assert torch.equal(normal["z"], tiny_model.prior_sample(5, 7, 0.8, prior="normal"))
+
+
+def test_fit_prior_gives_a_copy_of_the_model_a_prior_and_leaves_the_input_alone(pack, env, tiny_model, tmp_path):
+    before = {k: v.clone() for k, v in tiny_model.prior.state_dict().items()}
+    model, info = run(pack, "CVAEFitPrior", model=tiny_model, folder=str(env._input_dir), components=3, seed=1)
+    assert model is not tiny_model and model.prior.components == 3 and "3 components" in info
+    assert all(torch.equal(v, tiny_model.prior.state_dict()[k]) for k, v in before.items())
+    z = torch.randn(2, model.config.latent_dim)
+    with torch.inference_mode():
+        assert torch.equal(model.decode(z), tiny_model.decode(z))  # the same weights
+    (path,), _ = run(pack, "CVAESaveModel", model=model, filename_prefix="with_prior", half_precision=False)
+    from cvae_art.vae_core.checkpoint import load_model
+
+    again = load_model(path, "cpu")
+    assert again.prior.components == 3 and torch.equal(again.prior_sample(4, 0), model.prior_sample(4, 0))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images found"):
+        run(pack, "CVAEFitPrior", model=tiny_model, folder=str(tmp_path / "empty"), components=3, seed=1)
 
 
 def test_encode_decode_reconstructs_in_comfyui_layout(pack, env, tiny_model, shapes_folder):

@@ -27,8 +27,12 @@ def shapes_set(shapes_folder):
     return load_image_set(shapes_folder, 32, workers=0, progress=False)
 
 
-def config(data: Path, out: Path, steps: int, adversarial: bool = False):
-    loss = dict(adv_weight=0.5, adv_start=3, disc_channels=8) if adversarial else {}
+def config(data: Path, out: Path, steps: int, adversarial: bool | str = False):
+    loss = {}
+    if adversarial:
+        loss = dict(adv_weight=0.5, adv_start=3, disc_channels=8)
+    if adversarial == "latent":  # the latent critic and the style classifier: their state resumes too
+        loss.update(latent_adv_weight=50.0, style_cls_weight=20.0)
     return replace(tiny_config(data, out, steps, **loss), batch_size=8, log_every=5, checkpoint_every=5, keep_checkpoints=2)
 
 
@@ -36,8 +40,8 @@ def config(data: Path, out: Path, steps: int, adversarial: bool = False):
 def full_runs(shapes_folder, shapes_set, tmp_path_factory):
     """Uninterrupted STEPS-step runs, plain and adversarial, to compare the resumed ones with."""
     runs = {}
-    for adversarial in (False, True):
-        out = tmp_path_factory.mktemp("full_adv" if adversarial else "full")
+    for adversarial in (False, True, "latent"):
+        out = tmp_path_factory.mktemp(f"full_{adversarial}")
         runs[adversarial] = train(config(shapes_folder, out, STEPS, adversarial), data=shapes_set, progress=False)
     return runs
 
@@ -66,7 +70,7 @@ def training_history(history: list[dict]) -> list[dict]:
 def assert_same_run(resumed, full) -> None:
     assert resumed.step == full.step == STEPS
     a, b = load_state(resumed.run_dir / STATE_FILE), load_state(full.run_dir / STATE_FILE)
-    for key in ("model", "ema", "opt", "disc", "disc_opt"):
+    for key in ("model", "ema", "opt", "disc", "disc_opt", "critic", "style_cls", "critic_opt"):
         assert (key in a) == (key in b), key
         if key in a:
             assert_same(a[key], b[key], key)
@@ -77,6 +81,9 @@ def assert_same_run(resumed, full) -> None:
     z = torch.randn(4, 16, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         assert torch.equal(resumed.model.decode(z), full.model.decode(z))  # the EMA weights
+    # The learned prior is fitted to the final weights in both runs, so it draws the same latents.
+    assert resumed.model.has_learned_prior and full.model.has_learned_prior
+    assert torch.equal(resumed.model.prior_sample(4, 0), full.model.prior_sample(4, 0))
 
 
 # -- learning ------------------------------------------------------------------------------------
@@ -105,13 +112,15 @@ def test_run_folder_and_kept_checkpoints(full_runs):
 
 
 # -- resume --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("adversarial", [False, True], ids=["plain", "adversarial"])
+@pytest.mark.parametrize("adversarial", [False, True, "latent"], ids=["plain", "adversarial", "latent-critic"])
 def test_resume_equals_an_uninterrupted_run(full_runs, shapes_folder, shapes_set, tmp_path, adversarial):
     half = train(config(shapes_folder, tmp_path, STEPS // 2, adversarial), data=shapes_set, progress=False)
     assert half.step == STEPS // 2
     resumed = train(config(shapes_folder, tmp_path, STEPS, adversarial), data=shapes_set, resume=True, progress=False)
     if adversarial:
         assert "d_loss" in resumed.history[-1] and "adv_w" in resumed.history[-1]
+    if adversarial == "latent":
+        assert {"z_critic", "z_confusion", "real_cls", "swap_cls"} <= set(resumed.history[-1])
     assert_same_run(resumed, full_runs[adversarial])
 
 
@@ -161,11 +170,11 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(shapes_folder, sh
     real_batch = trainer._batch
 
     def batch_with_nan_pixels(step):
-        x, cond, eps = real_batch(step)
+        x, cond, eps, swap = real_batch(step)
         if step >= 8:
             x = x.clone()
             x[:, :, :4, :4] = float("nan")
-        return x, cond, eps
+        return x, cond, eps, swap
 
     trainer._batch = batch_with_nan_pixels
     with pytest.raises(TrainingDiverged) as err:
@@ -208,3 +217,17 @@ def test_a_training_split_smaller_than_the_batch(tmp_path):
     result = train(cfg, data=data, progress=False)
     assert result.step == 3 and np.isfinite(result.history[-1]["loss"]) and "val_psnr" in result.history[-1]
     assert result.model.vocab == {"style": ["a", "b"]}
+
+
+def test_init_starts_from_a_models_weights_and_refuses_another_architecture(tiny_run, shapes_folder, shapes_set, tmp_path):
+    from cvae_art.vae_core.checkpoint import CheckpointError
+
+    source = tiny_run.run_dir / "model.safetensors"
+    cfg = replace(tiny_config(shapes_folder, tmp_path / "ft", steps=2), init=str(source))
+    trainer = Trainer(cfg, data=shapes_set, progress=False)
+    for k, v in load_model(source, "cpu").state_dict().items():
+        if not k.startswith("prior."):
+            assert torch.equal(trainer.model.state_dict()[k], v), k
+    bigger = replace(cfg, out=str(tmp_path / "other"), model=replace(cfg.model, latent_dim=24))
+    with pytest.raises(CheckpointError, match=r"--init .*model.safetensors.*latent_dim"):
+        Trainer(bigger, data=shapes_set, progress=False)

@@ -19,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from .model import CVAE, ModelConfig
+from .prior import MixturePrior
 
 FORMAT = "cvae-art"
 FORMAT_VERSION = 1
@@ -95,7 +96,7 @@ def read_metadata(path: str | Path) -> dict:
 
 
 def model_metadata(model: CVAE, step: int, extra: dict | None = None) -> dict:
-    return {
+    meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "kind": "model",
@@ -104,6 +105,10 @@ def model_metadata(model: CVAE, step: int, extra: dict | None = None) -> dict:
         "vocab": model.vocab,
         **(extra or {}),
     }
+    meta.pop("prior", None)  # describes the tensors written with it, never copied from elsewhere
+    if model.prior is not None:
+        meta["prior"] = {**model.prior.info, "components": model.prior.components}
+    return meta
 
 
 def save_model(model: CVAE, path: str | Path, step: int = 0, extra: dict | None = None, dtype: torch.dtype | None = None) -> Path:
@@ -111,11 +116,23 @@ def save_model(model: CVAE, path: str | Path, step: int = 0, extra: dict | None 
     path = Path(path)
     meta = model_metadata(model, step, extra)
     tensors = model.state_dict()
-    if dtype is not None:
-        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+    if dtype is not None:  # the prior's Cholesky factors stay float32: they are small and precision-bound
+        tensors = {k: v.to(dtype) if v.is_floating_point() and not k.startswith("prior.") else v for k, v in tensors.items()}
     save_tensors(path, tensors, meta)
     write_json(path.with_suffix(".json"), meta)
     return path
+
+
+def save_with_prior(src: str | Path, model: CVAE, out: str | Path) -> Path:
+    """Write `model` (its weights as loaded from `src`, plus the prior it now has) to `out`,
+    keeping `src`'s metadata (training config, validation figures) and its float16 storage."""
+    src, out = Path(src), Path(out)
+    if out.resolve() == src.resolve():
+        raise CheckpointError(f"--out {out} is the input model; write the model with its prior to a new file")
+    meta = read_metadata(src)
+    extra = {k: v for k, v in meta.items() if k not in model_metadata(model, 0)}
+    half = any(v.dtype == torch.float16 for v in load_file(str(src)).values())
+    return save_model(model, out, int(meta.get("step", 0)), extra, dtype=torch.float16 if half else None)
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None) -> CVAE:
@@ -125,6 +142,8 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> CV
         raise CheckpointError(f"{path} is a training state ({meta.get('kind')}), not a model; load the model.safetensors beside it")
     model = CVAE(ModelConfig.from_dict(meta["model_config"]))
     state = {k: v.float() for k, v in load_file(str(path)).items()}
+    if "prior" in meta:
+        model.prior = _prior_from(path, meta["prior"], model, state)
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shape mismatches
@@ -133,7 +152,34 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> CV
         raise CheckpointError(f"{path}: weights do not match the model config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.step = int(meta.get("step", 0))  # type: ignore[attr-defined]
     model.source = str(path)  # type: ignore[attr-defined]
+    train_config = meta.get("train_config")
+    model.train_config = train_config if isinstance(train_config, dict) else {}  # type: ignore[attr-defined]
     return model.to(resolve_device(device)).eval()
+
+
+def _prior_from(path: str | Path, info: Any, model: CVAE, state: dict[str, torch.Tensor]) -> MixturePrior:
+    """The stored prior, checked against the model it sits beside before anything is built."""
+    if not isinstance(info, dict) or info.get("kind") != "mixture":
+        raise CheckpointError(f"{path}: its prior is of an unknown kind ({info.get('kind') if isinstance(info, dict) else info!r})")
+    k = info.get("components")
+    means = state.get("prior.means")
+    if not isinstance(k, int) or not 1 <= k <= 100_000 or means is None:
+        raise CheckpointError(f"{path}: its prior metadata or tensors are incomplete (components {k!r})")
+    if means.shape != (k, model.config.latent_dim):
+        raise CheckpointError(
+            f"{path}: its prior is for {means.shape[-1]}-dim latents with {means.shape[0]} components, but the model "
+            f"has {model.config.latent_dim}-dim latents and the metadata says {k}; refit it with `cvae fit-prior`"
+        )
+    for f, labels in model.vocab.items():
+        t = state.get(f"prior.label_logp_{f}")
+        if t is None or t.shape != (k, len(labels)):
+            raise CheckpointError(
+                f"{path}: its prior does not match the model's condition {f!r} ({len(labels)} labels); "
+                "refit it with `cvae fit-prior`"
+            )
+    prior = MixturePrior(model.config.latent_dim, k, model.vocab)
+    prior.info = dict(info)
+    return prior
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:

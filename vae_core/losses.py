@@ -39,6 +39,15 @@ class LossConfig:
     disc_channels: int = 64
     disc_layers: int = 3
     disc_lr: float = 2e-4
+    # Latent style adversary (Fader networks, Lample et al. 2017): a classifier learns to read
+    # each condition from the encoder's mean, and the encoder is pushed to make its guess uniform,
+    # so z holds content and the condition alone decides style. Nats per image, like the KL.
+    latent_adv_weight: float = 0.0
+    latent_adv_lr: float = 1e-3
+    # Style classification of swapped decodes (StarGAN's domain loss, Choi et al. 2018): a
+    # classifier learns each label from real images, and the decoder, given z and another label,
+    # must draw something the classifier reads as that label. Unpaired. Nats per image.
+    style_cls_weight: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,10 +88,15 @@ def kl_term(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.T
     return per_dim.sum()
 
 
-def kl_weight(cfg: LossConfig, step: int) -> float:
+def warmup(cfg: LossConfig, step: int) -> float:
+    """0 -> 1 over the KL warm-up; the style terms ramp with it, so early training only reconstructs."""
     if cfg.kl_warmup_steps <= 0:
-        return cfg.beta
-    return cfg.beta * min(1.0, (step + 1) / cfg.kl_warmup_steps)
+        return 1.0
+    return min(1.0, (step + 1) / cfg.kl_warmup_steps)
+
+
+def kl_weight(cfg: LossConfig, step: int) -> float:
+    return cfg.beta * warmup(cfg, step)
 
 
 # -- perceptual ----------------------------------------------------------------------------------
@@ -188,6 +202,74 @@ class PatchDiscriminator(nn.Module):
         return self.net(x * 2 - 1)
 
 
+def label_cross_entropy(logits: dict[str, torch.Tensor], cond: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Summed over factors: cross-entropy of each head's logits against the rows' single labels."""
+    total = next(iter(logits.values())).new_zeros(()) if logits else torch.zeros(())
+    for f, y in LatentCritic.targets(cond).items():
+        if f in logits and (y >= 0).any():
+            total = total + F.cross_entropy(logits[f][y >= 0], y[y >= 0])
+    return total
+
+
+class LatentCritic(nn.Module):
+    """One small MLP per condition factor that guesses its label from a latent."""
+
+    def __init__(self, latent_dim: int, conditions: dict[str, list[str]], hidden: int = 256):
+        super().__init__()
+        self.heads = nn.ModuleDict({
+            f: nn.Sequential(nn.Linear(latent_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                             nn.Linear(hidden, len(labels)))
+            for f, labels in conditions.items() if len(labels) > 1
+        })
+
+    @staticmethod
+    def targets(cond: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Label index per row (-1 where the row is null or a blend: the encoder saw no single label)."""
+        out = {}
+        for f, w in cond.items():
+            labels = w[:, :-1]
+            idx = labels.argmax(1)
+            single = (labels.max(1).values > 0.999) & (w[:, -1] < 1e-6)
+            out[f] = torch.where(single, idx, torch.full_like(idx, -1))
+        return out
+
+    def loss(self, z: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Cross-entropy of the true labels (what the critic minimises)."""
+        return label_cross_entropy({f: head(z) for f, head in self.heads.items()}, cond)
+
+    def confusion(self, z: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-image cross-entropy against the uniform guess, minus its floor log(n): zero when the
+        critic cannot tell the label from z (what the encoder minimises)."""
+        total = z.new_zeros(())
+        for f, y in self.targets(cond).items():
+            if f in self.heads and (y >= 0).any():
+                logp = F.log_softmax(self.heads[f](z[y >= 0]), dim=1)
+                total = total + (-logp.mean(1) - math.log(logp.shape[1])).mean()
+        return total
+
+
+class PixelStyleClassifier(nn.Module):
+    """A small conv net with one head per condition factor, on images in 0..1."""
+
+    def __init__(self, conditions: dict[str, list[str]], width: int = 32):
+        super().__init__()
+        chs = [width, width * 2, width * 4, width * 8]
+        layers: list[nn.Module] = []
+        prev = 3
+        for ch in chs:
+            layers += [nn.Conv2d(prev, ch, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+            prev = ch
+        self.body = nn.Sequential(*layers)
+        self.heads = nn.ModuleDict({f: nn.Linear(prev, len(labels)) for f, labels in conditions.items() if len(labels) > 1})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.body(x * 2 - 1).mean((2, 3))
+        return {f: head(h) for f, head in self.heads.items()}
+
+    def loss(self, x: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
+        return label_cross_entropy(self(x), cond)
+
+
 def hinge_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
     return 0.5 * (F.relu(1.0 - logits_real).mean() + F.relu(1.0 + logits_fake).mean())
 
@@ -203,10 +285,20 @@ def adaptive_weight(nll: torch.Tensor, g_loss: torch.Tensor, last_layer: torch.T
 class VAELoss(nn.Module):
     """The whole objective: generator side and discriminator side, each term logged on its own."""
 
-    def __init__(self, cfg: LossConfig, recon: str):
+    def __init__(self, cfg: LossConfig, recon: str, latent_dim: int = 0, conditions: dict[str, list[str]] | None = None):
         super().__init__()
         self.cfg = cfg
         self.recon = recon
+        self.critic = (
+            LatentCritic(latent_dim, conditions) if cfg.latent_adv_weight > 0 and conditions and latent_dim else None
+        )
+        if self.critic is not None and not len(self.critic.heads):
+            self.critic = None
+        self.style_cls = (
+            PixelStyleClassifier(conditions) if cfg.style_cls_weight > 0 and conditions else None
+        )
+        if self.style_cls is not None and not len(self.style_cls.heads):
+            self.style_cls = None
         self.lpips = build_lpips(cfg.lpips_net, cfg.lpips_weights, cfg.lpips_random_backbone) if cfg.lpips_weight > 0 else None
         self.ms_ssim = MSSSIMLoss() if cfg.ms_ssim_weight > 0 else None
         self.disc = PatchDiscriminator(cfg.disc_channels, cfg.disc_layers) if cfg.adv_weight > 0 else None
@@ -216,8 +308,11 @@ class VAELoss(nn.Module):
 
     def generator(
         self, x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-        log_sigma: torch.Tensor, last_layer: torch.Tensor, step: int,
+        log_sigma: torch.Tensor, last_layer: torch.Tensor, step: int, cond: dict[str, torch.Tensor] | None = None,
+        swapped: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
+        """`swapped`: (logits of latents decoded under other labels, those labels), for the style
+        classification term."""
         cfg = self.cfg
         d = x[0].numel()
         nll = reconstruction_nll(self.recon, logits, x, log_sigma).mean()
@@ -238,6 +333,18 @@ class VAELoss(nn.Module):
         kl = kl_term(mu, logvar, cfg.free_bits)
         total = nll + kl_weight(cfg, step) * kl
         logs["kl"] = float(kl_divergence(mu, logvar).detach().sum(1).mean())
+        if self.critic is not None and cond is not None:
+            self.critic.requires_grad_(False)
+            confusion = self.critic.confusion(mu, cond)
+            self.critic.requires_grad_(True)
+            total = total + warmup(cfg, step) * cfg.latent_adv_weight * confusion
+            logs["z_confusion"] = float(confusion.detach())
+        if self.style_cls is not None and swapped is not None:
+            self.style_cls.requires_grad_(False)
+            cls = self.style_cls.loss(torch.sigmoid(swapped[0]), swapped[1])
+            self.style_cls.requires_grad_(True)
+            total = total + warmup(cfg, step) * cfg.style_cls_weight * cls
+            logs["swap_cls"] = float(cls.detach())
         if self.adversarial_active(step):
             assert self.disc is not None
             self.disc.requires_grad_(False)
@@ -249,6 +356,17 @@ class VAELoss(nn.Module):
             logs["adv_w"] = float(w)
         logs["loss"] = float(total.detach())
         return total, logs
+
+    def critic_step(self, mu: torch.Tensor, x: torch.Tensor, cond: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The latent critic's and the pixel style classifier's own losses (whichever are on)."""
+        loss, logs = mu.new_zeros(()), {}
+        if self.critic is not None:
+            c = self.critic.loss(mu.detach(), cond)
+            loss, logs["z_critic"] = loss + c, float(c.detach())
+        if self.style_cls is not None:
+            c = self.style_cls.loss(x, cond)
+            loss, logs["real_cls"] = loss + c, float(c.detach())
+        return loss, logs
 
     def discriminator(self, x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         assert self.disc is not None

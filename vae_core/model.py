@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .conditions import Cond, CondSpec, make_condition, repeat_condition
+from .prior import PRIOR_CHOICES
 
 RECON_LOSSES = ("mse", "l1", "bce", "gaussian")
 
@@ -150,6 +151,8 @@ class CVAE(nn.Module):
         self.decoder = Decoder(config, self.embed.out_dim)
         # log sigma of the Gaussian likelihood; trained only when recon == "gaussian".
         self.log_sigma = nn.Parameter(torch.zeros(()), requires_grad=config.recon == "gaussian")
+        # p(z | c) fitted to the encodings (prior.py); None: the standard normal of training.
+        self.add_module("prior", None)
 
     # -- the Python API ------------------------------------------------------------------------
     @property
@@ -198,14 +201,26 @@ class CVAE(nn.Module):
         z = mu + eps * torch.exp(0.5 * logvar)
         return self.decoder(z, c), mu, logvar
 
-    def prior_sample(self, n: int, seed: int, temperature: float = 1.0) -> torch.Tensor:
-        """z ~ N(0, T^2 I), drawn on the CPU so a seed gives the same latents on every device."""
+    def prior_sample(self, n: int, seed: int, temperature: float = 1.0, cond: Cond | None = None,
+                     prior: str = "learned") -> torch.Tensor:
+        """n latents from the learned prior p(z | c) (prior="learned", where the model has one) or
+        from N(0, T^2 I) (prior="normal"), drawn on the CPU so a seed gives the same latents on
+        every device. A one-row `cond` applies to every sample; null or None is unconditional."""
+        if prior not in PRIOR_CHOICES:
+            raise ValueError(f"prior must be one of {', '.join(PRIOR_CHOICES)}, got {prior!r}")
         g = torch.Generator().manual_seed(int(seed))
+        if prior == "learned" and self.prior is not None:
+            return self.prior.sample(n, g, temperature, cond).to(self.device)
         return (torch.randn(n, self.config.latent_dim, generator=g) * temperature).to(self.device)
 
+    @property
+    def has_learned_prior(self) -> bool:
+        return self.prior is not None
+
     @torch.inference_mode()
-    def sample(self, n: int, cond: Cond | None = None, seed: int = 0, temperature: float = 1.0) -> torch.Tensor:
-        return self.decode(self.prior_sample(n, seed, temperature), cond)
+    def sample(self, n: int, cond: Cond | None = None, seed: int = 0, temperature: float = 1.0,
+               prior: str = "learned") -> torch.Tensor:
+        return self.decode(self.prior_sample(n, seed, temperature, cond, prior), cond)
 
     def _check_images(self, images: torch.Tensor) -> None:
         r = self.config.resolution

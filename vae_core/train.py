@@ -80,6 +80,8 @@ class TrainConfig:
     amp: bool = False  # bf16 autocast, where the device does bf16 well
     device: str = "auto"
     max_minutes: float = 0.0  # stop (and save) after this much wall time; 0 = no limit
+    fit_prior: bool = True  # fit a learned prior p(z | c) to the training encodings at the end (prior.py)
+    init: str = ""  # a model file whose weights start the run (fine-tuning); same architecture and labels
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -143,11 +145,19 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # initial weights
         self.model = CVAE(cfg.model).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
-        self.loss = VAELoss(cfg.loss, cfg.model.recon).to(self.device)
+        if cfg.init and state is None:
+            self._load_init(cfg.init)
+        self.loss = VAELoss(cfg.loss, cfg.model.recon, cfg.model.latent_dim, cfg.model.conditions).to(self.device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
         self.d_opt = (
             torch.optim.AdamW(self.loss.disc.parameters(), lr=cfg.loss.disc_lr, betas=(0.5, 0.9), weight_decay=0.0)
             if self.loss.disc is not None else None
+        )
+        judges = [m for m in (self.loss.critic, self.loss.style_cls) if m is not None]
+        self.c_opt = (
+            torch.optim.AdamW([p for m in judges for p in m.parameters()], lr=cfg.loss.latent_adv_lr, betas=(0.5, 0.9),
+                              weight_decay=0.0)
+            if judges else None
         )
         self.step, self.history = 0, []
         self.pending: dict[str, list[float]] = {}  # logs since the last history entry
@@ -158,13 +168,34 @@ class Trainer:
             if self.loss.disc is not None:
                 self.loss.disc.load_state_dict(state["disc"])
                 self.d_opt.load_state_dict(state["disc_opt"])  # type: ignore[union-attr]
+            if self.loss.critic is not None:
+                self.loss.critic.load_state_dict(state["critic"])
+            if self.loss.style_cls is not None:
+                self.loss.style_cls.load_state_dict(state["style_cls"])
+            if self.c_opt is not None:
+                self.c_opt.load_state_dict(state["critic_opt"])
             self.step, self.history = int(state["step"]), list(state["history"])
             self.pending = {k: list(v) for k, v in state.get("pending", {}).items()}
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.run_dir / RUN_CONFIG, {"train": cfg.to_dict()})
 
+    def _load_init(self, path: str) -> None:
+        from .checkpoint import CheckpointError, load_model
+
+        src = load_model(path, "cpu")
+        mine, theirs = self.cfg.model.to_dict(), src.config.to_dict()
+        differ = sorted(k for k in mine if mine[k] != theirs.get(k))
+        if differ:
+            raise CheckpointError(
+                f"--init {path}: its model differs from this run's in {', '.join(differ)} "
+                f"({', '.join(f'{k}={theirs.get(k)!r}' for k in differ)}); pass the same settings to fine-tune it"
+            )
+        weights = {k: v for k, v in src.state_dict().items() if not k.startswith("prior.")}  # refitted at the end
+        self.model.load_state_dict(weights)
+        self.ema.load_state_dict(weights)
+
     # -- one step ------------------------------------------------------------------------------
-    def _batch(self, step: int) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    def _batch(self, step: int) -> tuple[torch.Tensor, dict, torch.Tensor, dict | None]:
         cfg = self.cfg
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         idx = batch_indices(self.train_idx, cfg.batch_size, step, cfg.seed)
@@ -179,16 +210,28 @@ class Trainer:
             labels[f] = lab
         cond = {k: v.to(self.device) for k, v in labels_to_condition(self.data.vocab, labels).items()}
         eps = torch.randn(len(idx), cfg.model.latent_dim, generator=g)
-        return x.to(self.device), cond, eps.to(self.device)
+        swap = None
+        if self.loss.style_cls is not None:  # drawn last, so runs without it keep their random stream
+            half = len(idx) // 2 or 1
+            swap = labels_to_condition(self.data.vocab, {
+                f: torch.randint(len(labels), (half,), generator=g) for f, labels in self.data.vocab.items()})
+            swap = {k: v.to(self.device) for k, v in swap.items()}
+        return x.to(self.device), cond, eps.to(self.device), swap
 
     def train_step(self, step: int) -> dict[str, float]:
         cfg = self.cfg
-        x, cond, eps = self._batch(step)
+        x, cond, eps, swap = self._batch(step)
         self.model.train()
+        swapped = None
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
             logits, mu, logvar = self.model(x, cond, eps)
+            if swap is not None:  # the same latents (first half of the batch) drawn under other labels
+                half = len(x) // 2 or 1
+                z = mu[:half] + eps[:half] * torch.exp(0.5 * logvar[:half])
+                swapped = (self.model.decode_logits(z, swap).float(), swap)
         logits, mu, logvar = logits.float(), mu.float(), logvar.float()
-        loss, logs = self.loss.generator(x, logits, mu, logvar, self.model.log_sigma, self.model.decoder.last_layer, step)
+        loss, logs = self.loss.generator(x, logits, mu, logvar, self.model.log_sigma, self.model.decoder.last_layer, step,
+                                         cond, swapped)
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"loss became {float(loss.detach())} at step {step} ({', '.join(f'{k}={v:.4g}' for k, v in logs.items())}). "
@@ -209,6 +252,12 @@ class Trainer:
             d_loss.backward()
             self.d_opt.step()
             logs.update(d_logs)
+        if self.c_opt is not None:
+            c_loss, c_logs = self.loss.critic_step(mu, x, cond)
+            self.c_opt.zero_grad(set_to_none=True)
+            c_loss.backward()
+            self.c_opt.step()
+            logs.update(c_logs)
         decay = min(cfg.ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             for pe, p in zip(self.ema.parameters(), self.model.parameters()):
@@ -266,9 +315,18 @@ class Trainer:
         finally:
             bar.close()
             restore_sigint()
+        if cfg.fit_prior:
+            self.fit_prior()
         self.save(validate=True)
         self.save_samples()
         return TrainResult(self.ema, self.history, self.run_dir, self.step, self.data.skipped, stopped)
+
+    def fit_prior(self) -> None:
+        """The learned prior, fitted to the EMA model's encodings of the training split."""
+        from .prior import fit_prior
+
+        idx = self.train_idx
+        fit_prior(self.ema, self.data.images[idx], {f: v[idx] for f, v in self.data.labels.items()})
 
     # -- outputs -------------------------------------------------------------------------------
     def validate(self, limit: int = 256) -> dict[str, float]:
@@ -292,7 +350,8 @@ class Trainer:
         state = {
             "step": self.step,
             "model": self.model.state_dict(),
-            "ema": self.ema.state_dict(),
+            # The prior is fitted to the final weights, and again after a resumed run.
+            "ema": {k: v for k, v in self.ema.state_dict().items() if not k.startswith("prior.")},
             "opt": self.opt.state_dict(),
             "history": self.history,
             "pending": self.pending,
@@ -300,6 +359,12 @@ class Trainer:
         if self.loss.disc is not None:
             state["disc"] = self.loss.disc.state_dict()
             state["disc_opt"] = self.d_opt.state_dict()  # type: ignore[union-attr]
+        if self.loss.critic is not None:
+            state["critic"] = self.loss.critic.state_dict()
+        if self.loss.style_cls is not None:
+            state["style_cls"] = self.loss.style_cls.state_dict()
+        if self.c_opt is not None:
+            state["critic_opt"] = self.c_opt.state_dict()
         save_state(self.run_dir / STATE_FILE, state)
         path = save_model(self.ema, self.run_dir / MODEL_FILE, self.step, extra)
         snap = save_model(self.ema, self.run_dir / "checkpoints" / f"step_{self.step:07d}.safetensors", self.step, extra)

@@ -1,0 +1,196 @@
+"""The learned prior: EM on known mixtures, conditional sampling, storage in the model file,
+`cvae fit-prior` on a real folder, and the refusals (a prior for another model, no images)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from cvae_art.cli import main
+from cvae_art.vae_core.checkpoint import CheckpointError, load_model, save_model
+from cvae_art.vae_core.conditions import make_condition
+from cvae_art.vae_core.prior import PriorConfig, fit_mixture, fit_prior_on_folder
+
+VOCAB = {"style": ["a", "b"]}
+
+
+def two_clusters(n: int = 400, d: int = 6, seed: int = 0):
+    """Label a around +3 on every axis, label b around -3, with different spreads."""
+    g = torch.Generator().manual_seed(seed)
+    za = 3 + 0.5 * torch.randn(n, d, generator=g)
+    zb = -3 + 1.5 * torch.randn(n, d, generator=g)
+    return torch.cat([za, zb]), {"style": np.r_[np.zeros(n, np.int64), np.ones(n, np.int64)]}
+
+
+def test_em_recovers_two_labelled_clusters():
+    z, labels = two_clusters()
+    prior = fit_mixture(z, labels, VOCAB, PriorConfig(components=2, shrinkage=1.0))
+    order = prior.means[:, 0].argsort(descending=True)
+    assert torch.allclose(prior.means[order], torch.tensor([[3.0] * 6, [-3.0] * 6]), atol=0.25)
+    stds = torch.diagonal(prior.scale_tril @ prior.scale_tril.transpose(1, 2), dim1=1, dim2=2).sqrt()[order]
+    assert torch.allclose(stds.mean(1), torch.tensor([0.5, 1.5]), atol=0.15)
+    # Each component learned which label lives in it.
+    assert prior.label_logp("style")[order].exp()[:, 0].tolist() == pytest.approx([1.0, 0.0], abs=0.02)
+
+
+def test_conditional_samples_come_from_the_asked_label_and_blends_mix():
+    z, labels = two_clusters()
+    prior = fit_mixture(z, labels, VOCAB, PriorConfig(components=4))
+    for label, sign in (("a", 1), ("b", -1)):
+        s = prior.sample(500, torch.Generator().manual_seed(1), 1.0, make_condition(VOCAB, f"style={label}"))
+        assert (torch.sign(s.mean(1)) == sign).float().mean() > 0.98
+    blend = prior.sample(2000, torch.Generator().manual_seed(1), 1.0, make_condition(VOCAB, "style=a:0.5,b:0.5"))
+    assert 0.4 < float((blend.mean(1) > 0).float().mean()) < 0.6
+    null = prior.sample(2000, torch.Generator().manual_seed(1), 1.0, None)
+    assert 0.4 < float((null.mean(1) > 0).float().mean()) < 0.6
+
+
+def test_log_prob_is_a_normalised_density():
+    z, labels = two_clusters(d=2)
+    prior = fit_mixture(z, labels, VOCAB, PriorConfig(components=3))
+    # Integrate p(z) over a grid that holds all the mass.
+    xs = torch.linspace(-12, 12, 241)
+    grid = torch.cartesian_prod(xs, xs)
+    mass = float(prior.log_prob(grid).exp().sum() * (xs[1] - xs[0]) ** 2)
+    assert mass == pytest.approx(1.0, abs=0.01)
+    on, off = prior.log_prob(torch.tensor([[3.0, 3.0], [0.0, 8.0]]))
+    assert on > off + 10
+
+
+def test_same_seed_same_latents_and_temperature_scales_around_the_component_mean():
+    z, labels = two_clusters()
+    prior = fit_mixture(z, labels, VOCAB, PriorConfig(components=2))
+    draw = lambda t: prior.sample(8, torch.Generator().manual_seed(5), t)  # noqa: E731
+    assert torch.equal(draw(1.0), draw(1.0))
+    means = draw(0.0)
+    assert all(min(float((m - c).norm()) for c in prior.means) < 1e-5 for m in means)
+    assert torch.allclose(draw(2.0) - means, 2 * (draw(1.0) - means), atol=1e-5)
+
+
+def test_fitting_refuses_broken_encodings():
+    with pytest.raises(ValueError, match="NaN"):
+        fit_mixture(torch.full((10, 3), float("nan")), {"style": np.zeros(10, np.int64)}, VOCAB)
+    with pytest.raises(ValueError, match="at least 2"):
+        fit_mixture(torch.zeros(1, 3), {"style": np.zeros(1, np.int64)}, VOCAB)
+    with pytest.raises(ValueError, match="components"):
+        PriorConfig(components=0)
+
+
+# -- in the model file ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def plain_model_path(tiny_model_path, tmp_path_factory):
+    """The tiny model as a checkpoint from before learned priors (training now fits one)."""
+    model = load_model(tiny_model_path, "cpu")
+    model.prior = None
+    return save_model(model, tmp_path_factory.mktemp("plain") / "plain.safetensors", step=model.step,
+                      extra={"train_config": model.train_config})
+
+
+@pytest.fixture(scope="module")
+def model_with_prior(plain_model_path, shapes_folder, tmp_path_factory):
+    """The plain model given a prior fitted on the shapes folder, saved to a new file."""
+    out = tmp_path_factory.mktemp("prior") / "with_prior.safetensors"
+    assert main(["fit-prior", str(plain_model_path), str(shapes_folder), "--out", str(out), "--workers", "0",
+                 "--components", "8"]) == 0
+    return out
+
+
+def test_training_fits_a_prior_to_its_training_split_at_the_end(tiny_model, shapes_folder):
+    from cvae_art.vae_core.data import load_image_set
+
+    train_idx, val_idx = load_image_set(shapes_folder, 32, workers=0, progress=False).split(0.1)
+    assert len(val_idx) > 0
+    assert tiny_model.has_learned_prior and tiny_model.prior.info["images"] == len(train_idx)
+
+
+def test_fit_prior_cli_writes_a_new_file_that_samples_like_the_data(model_with_prior, plain_model_path, shapes_folder):
+    fitted, plain = load_model(model_with_prior, "cpu"), load_model(plain_model_path, "cpu")
+    assert fitted.has_learned_prior and fitted.prior.info["components"] == 8
+    # Same weights; the input file is untouched and still has no prior.
+    assert not plain.has_learned_prior
+    for k, v in plain.state_dict().items():
+        assert torch.equal(v, fitted.state_dict()[k]), k
+    meta = json.loads(model_with_prior.with_suffix(".json").read_text())
+    assert meta["prior"]["kind"] == "mixture" and meta["train_config"]["val_fraction"] == 0.1
+    # The fitted prior explains fresh posterior draws of the data better than N(0, I) does.
+    from cvae_art.vae_core.data import load_image_set
+    from cvae_art.vae_core.prior import encode_aggregate
+
+    data = load_image_set(shapes_folder, 32, workers=0, progress=False)
+    z, _ = encode_aggregate(fitted, data.images, data.labels, draws=2, seed=99)
+    normal_logp = -0.5 * z.pow(2).sum(1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
+    assert float(fitted.prior.log_prob(z).mean()) > float(normal_logp.mean()) + 1.0
+    assert torch.equal(plain.prior_sample(4, 0), fitted.prior_sample(4, 0, prior="normal"))
+
+
+def test_sample_cli_uses_the_learned_prior_and_notes_a_missing_one(model_with_prior, plain_model_path, tmp_path, capsys):
+    from PIL import Image
+
+    for name, path in (("learned", model_with_prior), ("plain", plain_model_path)):
+        assert main(["sample", str(path), "--n", "4", "--out", str(tmp_path / f"{name}.png"), "--cond", "label=disc"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("no learned prior") == 1 and "cvae fit-prior" in err
+    a, b = (np.asarray(Image.open(tmp_path / f"{n}.png")) for n in ("learned", "plain"))
+    assert a.shape == b.shape and not np.array_equal(a, b)
+    assert main(["sample", str(model_with_prior), "--n", "4", "--prior", "normal", "--out", str(tmp_path / "n.png"),
+                 "--cond", "label=disc"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "n.png")), b)
+
+
+def test_fit_prior_refuses_to_overwrite_its_input_and_a_folder_without_images(tiny_model_path, tmp_path, capsys):
+    before = tiny_model_path.read_bytes()
+    assert main(["fit-prior", str(tiny_model_path), str(tmp_path), "--out", str(tiny_model_path)]) == 2
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert main(["fit-prior", str(tiny_model_path), str(tmp_path), "--out", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "no images found" in err and str(tmp_path) in err
+    assert tiny_model_path.read_bytes() == before and not (tmp_path / "x.safetensors").exists()
+
+
+def test_a_prior_that_does_not_match_the_model_is_refused_naming_the_file(model_with_prior, tmp_path):
+    tensors = load_file(str(model_with_prior))
+    from safetensors import safe_open
+
+    with safe_open(str(model_with_prior), framework="pt") as f:
+        meta = f.metadata()
+    bad = dict(tensors)
+    bad["prior.means"] = torch.zeros(8, 5)  # 5-dim latents for a 16-dim model
+    path = tmp_path / "wrong_dims.safetensors"
+    save_file(bad, str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match="wrong_dims.safetensors.*5-dim latents"):
+        load_model(path, "cpu")
+    bad = {k: v for k, v in tensors.items() if k != "prior.label_logp_label"}
+    path = tmp_path / "wrong_labels.safetensors"
+    save_file(bad, str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match="wrong_labels.safetensors.*condition 'label'"):
+        load_model(path, "cpu")
+
+
+def test_a_saved_prior_round_trips_exactly_also_in_half_precision(model_with_prior, tmp_path):
+    model = load_model(model_with_prior, "cpu")
+    for dtype in (None, torch.float16):
+        path = save_model(model, tmp_path / f"copy_{dtype}.safetensors", dtype=dtype)
+        again = load_model(path, "cpu")
+        assert torch.equal(again.prior_sample(16, 3), model.prior_sample(16, 3))
+
+
+def test_fit_on_a_folder_whose_labels_the_model_does_not_know(tiny_model, tmp_path):
+    from conftest import write_shapes_folder
+
+    root = write_shapes_folder(tmp_path / "other", per_style=4)
+    for sub in ("disc", "ring"):
+        (root / sub).rename(root / f"x{sub}")
+    with pytest.raises(ValueError, match="no image has a label of the model's condition 'label'"):
+        fit_prior_on_folder(tiny_model, root, PriorConfig(components=2), workers=0)
+
+
+def test_an_old_model_without_a_prior_samples_from_the_standard_normal(plain_model_path):
+    model = load_model(plain_model_path, "cpu")
+    assert not model.has_learned_prior
+    z = model.prior_sample(2000, seed=0)
+    assert abs(float(z.std()) - 1.0) < 0.02 and abs(float(z.mean())) < 0.02
+    assert math.isclose(float(model.prior_sample(10, 0, 0.5).std() / model.prior_sample(10, 0).std()), 0.5, rel_tol=1e-5)

@@ -1,0 +1,273 @@
+"""A learned prior p(z | c): a Gaussian mixture fitted to the aggregate posterior.
+
+A VAE's encodings do not fill N(0, I): decoding a draw from N(0, I) lands between them, where
+the decoder has never been trained, and gives blobs. Sampling from where the encodings are is the
+fix that needs no retraining (Bauer & Mnih 2019 and VampPrior, Tomczak & Welling 2018, learn such
+a prior; fitting one after training is the "two-stage" / ex-post density estimation of
+Ghosh et al. 2020, "From variational to deterministic autoencoders").
+
+The mixture is joint over latents and labels: p(z, c) = sum_k pi_k prod_f p(c_f | k) N(z | mu_k, S_k),
+so p(z | c) is the same components re-weighted by how often each label falls in them. A blend of
+labels mixes those weights, a null factor leaves them as they are, and a latent that carries no
+style (see the latent style adversary in losses.py) gives nearly the same mixture for every style.
+
+Covariances are MAP estimates shrunk toward the pooled covariance (an inverse-Wishart prior with
+`shrinkage` pseudo-points), so a component fitted to few points stays well conditioned.
+Temperature T scales every draw's deviation from its component mean: T = 1 is the prior as
+fitted, T = 0 the component means.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .conditions import Cond
+
+PRIOR_CHOICES = ("learned", "normal")  # what a sampler may draw from; "learned" falls back to normal
+
+
+@dataclass
+class PriorConfig:
+    components: int = 64
+    draws: int = 4  # posterior draws per image: the aggregate posterior, not just the means
+    iterations: int = 60
+    shrinkage: float = 0.0  # pseudo-points toward the pooled covariance; 0: latent_dim
+    label_smoothing: float = 1.0  # pseudo-counts per (component, label)
+    seed: int = 0
+    tol: float = 1e-4  # stop when the mean log-likelihood per point improves less than this
+
+    def __post_init__(self) -> None:
+        for name, lo in (("components", 1), ("draws", 1), ("iterations", 1)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < lo or v > 100_000:
+                raise ValueError(f"prior {name} must be a whole number from {lo} to 100000, got {v!r}")
+        for name in ("shrinkage", "label_smoothing", "tol"):
+            v = getattr(self, name)
+            if not math.isfinite(v) or v < 0:
+                raise ValueError(f"prior {name} must be a finite number >= 0, got {v!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class PriorError(ValueError):
+    pass
+
+
+def gaussian_log_probs(z: torch.Tensor, means: torch.Tensor, scale_tril: torch.Tensor) -> torch.Tensor:
+    """log N(z | means[k], L_k L_k^T) for every row and component, [B, K]."""
+    d = z.shape[1]
+    half_logdet = torch.diagonal(scale_tril, dim1=-2, dim2=-1).log().sum(-1)
+    # One triangular solve per component: broadcasting all K at once would hold [B, K, d, d].
+    maha = torch.stack([
+        torch.linalg.solve_triangular(scale_tril[j], (z - means[j]).T, upper=False).pow(2).sum(0)
+        for j in range(len(means))
+    ], dim=1)
+    return -0.5 * maha - half_logdet - 0.5 * d * math.log(2 * math.pi)
+
+
+class MixturePrior(nn.Module):
+    """Shared Gaussian components with a label distribution per component, as buffers."""
+
+    def __init__(self, latent_dim: int, components: int, conditions: dict[str, list[str]]):
+        super().__init__()
+        self.latent_dim, self.components = latent_dim, components
+        self.factors = list(conditions)
+        self.register_buffer("log_weights", torch.full((components,), -math.log(components)))
+        self.register_buffer("means", torch.zeros(components, latent_dim))
+        self.register_buffer("scale_tril", torch.eye(latent_dim).expand(components, -1, -1).clone())
+        for f, labels in conditions.items():
+            self.register_buffer(f"label_logp_{f}", torch.full((components, len(labels)), -math.log(max(len(labels), 1))))
+        self.info: dict = {}
+
+    def label_logp(self, factor: str) -> torch.Tensor:
+        return getattr(self, f"label_logp_{factor}")
+
+    # -- conditional weights ---------------------------------------------------------------------
+    def component_logits(self, cond: Cond | None, batch: int) -> torch.Tensor:
+        """log pi_k(c), unnormalised, [batch, K]. Label weights (one-hot, blend or null) mix the
+        per-label component distributions; negative blend weights (extrapolation) are clamped."""
+        logits = self.log_weights.expand(batch, -1).clone()
+        for f in self.factors:
+            if cond is None or f not in cond:
+                continue
+            w = cond[f].to(self.means)
+            w = w.expand(batch, -1) if w.shape[0] == 1 else w
+            labels = w[:, :-1].clamp(min=0)  # the last column is null: no information about k
+            null = w[:, -1:].clamp(min=0)
+            mixed = labels @ self.label_logp(f).exp().T + null  # [batch, K]; null contributes 1 per k
+            logits = logits + torch.log(mixed.clamp(min=1e-30) / (labels.sum(1, keepdim=True) + null).clamp(min=1e-30))
+        return logits
+
+    # -- density and sampling --------------------------------------------------------------------
+    def component_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log N(z | mu_k, S_k) for every component, [B, K]."""
+        return gaussian_log_probs(z, self.means, self.scale_tril)
+
+    def log_prob(self, z: torch.Tensor, cond: Cond | None = None) -> torch.Tensor:
+        """log p(z | c), [B]."""
+        logits = self.component_logits(cond, z.shape[0])
+        return torch.logsumexp(self.component_log_prob(z) + logits.log_softmax(1), dim=1)
+
+    def sample(self, n: int, generator: torch.Generator, temperature: float = 1.0, cond: Cond | None = None) -> torch.Tensor:
+        """n latents on the CPU from the generator, so a seed gives the same latents everywhere.
+        The component and the noise are drawn before the temperature is applied: changing T
+        moves each sample along its own line."""
+        probs = self.component_logits(cond, n).float().cpu().softmax(1)
+        k = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        eps = torch.randn(n, self.latent_dim, generator=generator)
+        means, tril = self.means.float().cpu(), self.scale_tril.float().cpu()
+        return means[k] + temperature * (tril[k] @ eps.unsqueeze(-1)).squeeze(-1)
+
+
+# -- fitting ---------------------------------------------------------------------------------------
+def _kmeans_init(x: torch.Tensor, k: int, g: torch.Generator, iters: int = 10) -> torch.Tensor:
+    """k-means++ seeds refined by a few Lloyd steps."""
+    n = x.shape[0]
+    centres = [x[torch.randint(n, (1,), generator=g)].squeeze(0)]
+    d2 = (x - centres[0]).pow(2).sum(1)
+    for _ in range(1, k):
+        probs = d2 / d2.sum() if float(d2.sum()) > 0 else torch.full_like(d2, 1 / n)
+        c = x[torch.multinomial(probs, 1, generator=g)].squeeze(0)
+        centres.append(c)
+        d2 = torch.minimum(d2, (x - c).pow(2).sum(1))
+    c = torch.stack(centres)
+    for _ in range(iters):
+        assign = torch.cdist(x, c).argmin(1)
+        for j in range(k):
+            members = x[assign == j]
+            if len(members):
+                c[j] = members.mean(0)
+    return c
+
+
+def fit_mixture(
+    z: torch.Tensor, labels: dict[str, np.ndarray | torch.Tensor], conditions: dict[str, list[str]],
+    cfg: PriorConfig | None = None, progress: bool = False,
+) -> MixturePrior:
+    """EM for the joint mixture on latents z [N, d] with integer labels per factor (-1 = unknown)."""
+    cfg = cfg or PriorConfig()
+    z = torch.as_tensor(z).double().cpu()
+    if z.dim() != 2 or z.shape[0] < 2:
+        raise PriorError(f"need at least 2 latents to fit a prior, got {list(z.shape)}")
+    if not torch.isfinite(z).all():
+        raise PriorError("the encodings contain NaN or infinite values; the model is broken or the images are")
+    n, d = z.shape
+    k = min(cfg.components, n // 2 if n >= 4 else 1)
+    g = torch.Generator().manual_seed(cfg.seed)
+    y = {f: torch.as_tensor(np.asarray(labels[f])).long() for f in conditions if f in labels}
+    pooled = torch.cov(z.T) + 1e-6 * torch.eye(d, dtype=z.dtype)
+    nu = cfg.shrinkage or float(d)
+
+    means = _kmeans_init(z, k, g)
+    assign = torch.cdist(z, means).argmin(1)
+    resp = torch.nn.functional.one_hot(assign, k).double()
+    prior = MixturePrior(d, k, conditions)
+    last = -math.inf
+    for it in range(cfg.iterations):
+        # M-step
+        nk = resp.sum(0) + 1e-10
+        log_w = torch.log(nk / n)
+        means = (resp.T @ z) / nk[:, None]
+        trils = []
+        for j in range(k):
+            diff = z - means[j]
+            cov = (diff * resp[:, j:j + 1]).T @ diff
+            cov = (cov + nu * pooled) / (nk[j] + nu)
+            trils.append(torch.linalg.cholesky(cov))
+        tril = torch.stack(trils)
+        label_logp = {}
+        for f, labs in conditions.items():
+            counts = torch.full((k, len(labs)), cfg.label_smoothing, dtype=z.dtype)
+            if f in y:
+                known = y[f] >= 0
+                counts += resp[known].T @ torch.nn.functional.one_hot(y[f][known], len(labs)).double()
+            label_logp[f] = torch.log(counts / counts.sum(1, keepdim=True).clamp(min=1e-30))
+        prior.log_weights.copy_(log_w.float())
+        prior.means.copy_(means.float())
+        prior.scale_tril.copy_(tril.float())
+        for f, lp in label_logp.items():
+            prior.label_logp(f).copy_(lp.float())
+        # E-step, in float64: the log-densities of 128-d Gaussians span hundreds of nats
+        joint = gaussian_log_probs(z, means, tril) + log_w
+        for f, labs in y.items():
+            known = labs >= 0
+            joint[known] += label_logp[f][:, labs[known]].T
+        total = torch.logsumexp(joint, 1)
+        resp = (joint - total[:, None]).exp()
+        ll = float(total.mean())
+        if ll - last < cfg.tol:
+            break
+        last = ll
+    if progress:
+        print(f"prior: EM stopped after {it + 1} iterations, log-likelihood {ll:.3f} per latent")
+    prior.info = {"kind": "mixture", "config": cfg.to_dict(), "components": k, "latents": n,
+                  "iterations": it + 1, "log_likelihood_per_latent": ll}
+    return prior
+
+
+def encode_aggregate(model, images: np.ndarray, labels: dict[str, np.ndarray], draws: int, seed: int = 0,
+                     batch: int = 256) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    """`draws` samples of q(z | x, c) per image (uint8 [N, H, W, 3], each under its own labels):
+    the aggregate posterior that a prior has to match, with the labels repeated alongside."""
+    from .conditions import labels_to_condition
+    from .images import to_tensor
+
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch):
+            s = slice(i, min(i + batch, len(images)))
+            x = to_tensor(images[s]).to(model.device)
+            cond = labels_to_condition(model.vocab, {f: torch.from_numpy(np.asarray(labels[f][s])) for f in model.vocab})
+            mu, logvar = model.encode(x, cond)
+            mu, std = mu.float().cpu(), (0.5 * logvar.float()).exp().cpu()
+            eps = torch.randn(draws, *mu.shape, generator=g)
+            out.append((mu[None] + eps * std[None]).transpose(0, 1).reshape(-1, mu.shape[1]))
+    z = torch.cat(out)
+    return z, {f: np.repeat(np.asarray(labels[f]), draws) for f in model.vocab}
+
+
+def fit_prior(model, images: np.ndarray, labels: dict[str, np.ndarray], cfg: PriorConfig | None = None,
+              progress: bool = False) -> MixturePrior:
+    """Fit a mixture prior to `model`'s encodings of `images` and attach it (model.prior)."""
+    cfg = cfg or PriorConfig()
+    if len(images) < 2:
+        raise PriorError(f"need at least 2 images to fit a prior, got {len(images)}")
+    missing = [f for f in model.vocab if f not in labels]
+    if missing:
+        raise PriorError(f"the images have no labels for the model's condition(s) {missing}")
+    z, zl = encode_aggregate(model, images, labels, cfg.draws, cfg.seed)
+    prior = fit_mixture(z, zl, model.vocab, cfg, progress).to(model.device)
+    prior.info["images"] = int(len(images))
+    model.prior = prior
+    return prior
+
+
+def fit_prior_on_folder(model, root, cfg: PriorConfig | None = None, val_fraction: float | None = None,
+                        workers: int = 2, progress: bool = False) -> tuple[MixturePrior, list[tuple[str, str]]]:
+    """Fit `model`'s prior to a folder labelled as in training (sub-folders or metadata.csv).
+
+    Validation images (the same path-hash split as training, `val_fraction` defaulting to the
+    model's own) are left out, so held-out figures stay held out. Returns the prior and the
+    files that could not be read."""
+    from .data import load_image_set
+
+    data = load_image_set(root, model.resolution, list(model.vocab), workers=workers, vocab=dict(model.vocab) or None,
+                          progress=progress)
+    if val_fraction is None:
+        val_fraction = float(getattr(model, "train_config", {}).get("val_fraction", 0.05))
+    train_idx, _ = data.split(val_fraction)
+    if len(train_idx) < 2:
+        train_idx = np.arange(len(data))
+    for f in model.vocab:
+        if not (data.labels[f][train_idx] >= 0).any():
+            raise PriorError(f"{root}: no image has a label of the model's condition {f!r} "
+                             f"({', '.join(model.vocab[f])}); label them by sub-folder or metadata.csv")
+    prior = fit_prior(model, data.images[train_idx], {f: v[train_idx] for f, v in data.labels.items()}, cfg, progress)
+    prior.info["fitted_on"] = str(root)
+    return prior, data.skipped
