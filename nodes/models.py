@@ -96,6 +96,17 @@ def parse_labels(text: str, count: int) -> list[str]:
     return labels
 
 
+def folder_state(folder: str) -> str:
+    """What IS_CHANGED reports for a node that reads a folder: its files' signature, so adding or
+    editing an image reruns the node."""
+    from .folders import folder_signature
+
+    try:
+        return folder_signature(comfy.resolve_folder(folder))
+    except (FileNotFoundError, ValueError):
+        return f"missing {folder}"
+
+
 FEW_IMAGES = 500  # below this, starting DataLoader workers costs more than decoding in-process
 
 
@@ -147,14 +158,9 @@ class CVAETrainModel:
 
     @classmethod
     def IS_CHANGED(cls, folder="", images=None, **_):
-        from .folders import folder_signature
-
         if images is not None or not folder.strip():
             return ""
-        try:
-            return folder_signature(comfy.resolve_folder(folder))
-        except (FileNotFoundError, ValueError):
-            return f"missing {folder}"
+        return folder_state(folder)
 
     def train(self, folder, factor, resolution, steps, batch_size, learning_rate, latent_dim, recon_loss, beta,
               ssim_weight, adversarial_weight, adversarial_start, seed, run_name, images=None, labels=""):
@@ -226,12 +232,7 @@ class CVAEFitPrior:
 
     @classmethod
     def IS_CHANGED(cls, folder="", **_):
-        from .folders import folder_signature
-
-        try:
-            return folder_signature(comfy.resolve_folder(folder))
-        except (FileNotFoundError, ValueError):
-            return f"missing {folder}"
+        return folder_state(folder)
 
     def fit(self, model, folder, components, seed):
         root = comfy.resolve_folder(folder, "folder")

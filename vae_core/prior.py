@@ -20,12 +20,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from .conditions import Cond
+
+if TYPE_CHECKING:  # model.py imports this module
+    from .model import CVAE
 
 PRIOR_CHOICES = ("learned", "normal")  # what a sampler may draw from; "learned" falls back to normal
 
@@ -210,7 +215,7 @@ def fit_mixture(
     return prior
 
 
-def encode_aggregate(model, images: np.ndarray, labels: dict[str, np.ndarray], draws: int, seed: int = 0,
+def encode_aggregate(model: CVAE, images: np.ndarray, labels: dict[str, np.ndarray], draws: int, seed: int = 0,
                      batch: int = 256) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """`draws` samples of q(z | x, c) per image (uint8 [N, H, W, 3], each under its own labels):
     the aggregate posterior that a prior has to match, with the labels repeated alongside."""
@@ -232,7 +237,7 @@ def encode_aggregate(model, images: np.ndarray, labels: dict[str, np.ndarray], d
     return z, {f: np.repeat(np.asarray(labels[f]), draws) for f in model.vocab}
 
 
-def fit_prior(model, images: np.ndarray, labels: dict[str, np.ndarray], cfg: PriorConfig | None = None,
+def fit_prior(model: CVAE, images: np.ndarray, labels: dict[str, np.ndarray], cfg: PriorConfig | None = None,
               progress: bool = False) -> MixturePrior:
     """Fit a mixture prior to `model`'s encodings of `images` and attach it (model.prior)."""
     cfg = cfg or PriorConfig()
@@ -248,7 +253,7 @@ def fit_prior(model, images: np.ndarray, labels: dict[str, np.ndarray], cfg: Pri
     return prior
 
 
-def fit_prior_on_folder(model, root, cfg: PriorConfig | None = None, val_fraction: float | None = None,
+def fit_prior_on_folder(model: CVAE, root: str | Path, cfg: PriorConfig | None = None, val_fraction: float | None = None,
                         workers: int = 2, progress: bool = False) -> tuple[MixturePrior, list[tuple[str, str]]]:
     """Fit `model`'s prior to a folder labelled as in training (sub-folders or metadata.csv).
 
