@@ -12,6 +12,8 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
+    from ..vae_core.prior import PRIOR_CHOICES
+
     p.description = "Measure speed, memory and quality. Each part runs alone; `all` runs every part it has inputs for."
     p.add_argument("part", choices=PARTS + ("all",), help="what to measure")
     p.add_argument("--json", action="store_true", help="print one JSON object (machine, tables) instead of tables")
@@ -31,7 +33,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("quality / samples / curve")
     g.add_argument("--models", nargs="+", default=[], metavar="NAME=PATH", help="quality, samples: model files to compare")
     g.add_argument("--temperatures", type=float, nargs="+", default=[1.0], help="samples: sampling temperatures to score")
-    g.add_argument("--priors", nargs="+", choices=["learned", "normal"], default=["learned", "normal"],
+    g.add_argument("--priors", nargs="+", choices=PRIOR_CHOICES, default=list(PRIOR_CHOICES),
                    help="samples: which priors to score (learned only where the model has one)")
     g.add_argument("--cache", default="runs/bench_cache", help="samples: where the domain classifier is cached")
     g.add_argument("--data", default=str(SHARED_DATA / "emoji_styles"), help="quality: the emoji folder (metadata.csv with a key column)")

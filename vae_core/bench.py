@@ -570,15 +570,10 @@ class BinarizedTrainer(Trainer):
         grey = torch.bernoulli(x[:, :1].cpu(), generator=g).to(x.device)
         return grey.expand_as(x).contiguous(), cond, eps, swap
 
-    def fit_prior(self) -> None:
-        """The prior is fitted to encodings of binarised digits, the data the model is scored on."""
-        from .prior import fit_prior
-
-        idx = self.train_idx
-        g = torch.Generator().manual_seed(self.cfg.seed + 424_242)
-        grey = torch.from_numpy(self.data.images[idx][..., :1]).float().div(255)
-        binary = (torch.bernoulli(grey, generator=g) * 255).to(torch.uint8).expand(-1, -1, -1, 3).contiguous().numpy()
-        fit_prior(self.ema, binary, {})
+    def prior_images(self) -> np.ndarray:
+        """Binarised digits (once, seeded), the kind of data the model is scored on."""
+        binary = binarize(self.data.images[self.train_idx][..., 0], self.cfg.seed + 424_242)
+        return (binary[:, 0, :, :, None] * 255).to(torch.uint8).expand(-1, -1, -1, 3).contiguous().numpy()
 
 
 def nll_train_config(out: str | Path, steps: int, minutes: float, batch_size: int = 128, latent_dim: int = 32,

@@ -190,31 +190,37 @@ def blur(images: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     return kornia.filters.gaussian_blur2d(images.float(), (k, k), (sigma, sigma))
 
 
-def _metadata_rows(root: Path) -> list[dict]:
+def _metadata_columns(root: Path) -> list[str]:
     import csv
 
     meta = root / "metadata.csv"
     if not meta.is_file():
         raise ValueError(f"{root}: bench samples needs a metadata.csv with path, style and key columns")
     with open(meta, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+        return next(csv.reader(f), [])
 
 
 # -- the tables --------------------------------------------------------------------------------------
-def _set_row(name: str, images: torch.Tensor, asked: dict[str, np.ndarray] | None, ctx: dict) -> dict:
+def _set_row(name: str, images: torch.Tensor, asked: np.ndarray, ctx: dict) -> dict:
+    """One evaluated set against the reference; `asked`: the label of the factor each image should show."""
     net, ref_feats, ref_imgs, heldout_nn = ctx["net"], ctx["ref_feats"], ctx["ref_images"], ctx["heldout_nn"]
     feats, preds = classify(net, images)
     p, r = precision_recall(ref_feats, feats)
     dens, cov = density_coverage(ref_feats, feats)
     row = {"set": name, "images": len(images), "fid": fid(feats, ref_feats), "kid x1000": 1000 * kid(feats, ref_feats),
            "precision": p, "recall": r, "density": dens, "coverage": cov}
-    if asked is not None and "style" in asked:
-        known = asked["style"] >= 0
-        row["style acc"] = float((preds["style"][known].numpy() == asked["style"][known]).mean()) if known.any() else None
+    known = asked >= 0
+    row["style acc"] = float((preds[ctx["factor"]][known].numpy() == asked[known]).mean()) if known.any() else None
     nn_rmse = nearest_rmse(images, ref_imgs)
     row["nn rmse"] = float(nn_rmse.median())
     row["nn / held-out nn"] = float(nn_rmse.median() / heldout_nn) if heldout_nn else None
     return row
+
+
+def _transfer_row(moved: torch.Tensor, target: torch.Tensor, source: torch.Tensor, hit: np.ndarray) -> dict:
+    t_ssim, i_ssim = ssim(moved, target), ssim(source, target)
+    return {"pairs": len(moved), "transfer ssim": t_ssim, "identity ssim": i_ssim, "ssim gain": t_ssim - i_ssim,
+            "psnr gain": psnr(moved, target) - psnr(source, target), "target style acc": float(hit.mean())}
 
 
 def _draw(model: CVAE, styles: np.ndarray, factor: str, seed: int, temperature: float, prior: str, batch: int = 256) -> torch.Tensor:
@@ -237,8 +243,7 @@ def bench_samples(models: dict[str, str | Path], data_root: str | Path, device: 
     root = Path(data_root)
     first = load_model(next(iter(models.values())), device)
     val_fraction = _train_val_fraction(Path(next(iter(models.values()))))
-    columns = set(next(iter(_metadata_rows(root)), {}))
-    factors = [factor] + ([group] if group and group in columns else [])
+    factors = [factor] + ([group] if group and group in _metadata_columns(root) else [])
     data = load_image_set(root, first.resolution, factors, workers=workers, progress=False)
     train_idx, val_idx = data.split(val_fraction)
     key = {"data": str(root.resolve()), "n": len(data), "res": first.resolution, "val": val_fraction,
@@ -248,8 +253,8 @@ def bench_samples(models: dict[str, str | Path], data_root: str | Path, device: 
     ref_images = to_tensor(data.images[train_idx])
     ref_feats, _ = classify(net, ref_images)
     heldout_nn = float(nearest_rmse(real_val, ref_images).median())
-    ctx = {"net": net, "ref_feats": ref_feats, "ref_images": ref_images, "heldout_nn": heldout_nn}
-    asked_val = {factor: data.labels[factor][val_idx]}
+    ctx = {"net": net, "ref_feats": ref_feats, "ref_images": ref_images, "heldout_nn": heldout_nn, "factor": factor}
+    asked_val = data.labels[factor][val_idx]
     cols = ["model", "set", "prior", "T", "images", "fid", "kid x1000", "precision", "recall", "density", "coverage",
             "style acc", "nn rmse", "nn / held-out nn"]
     quality = Table("samples", f"Sample quality on {root.name} (domain-classifier features)", cols)
@@ -272,7 +277,7 @@ def bench_samples(models: dict[str, str | Path], data_root: str | Path, device: 
             if prior == "learned" and model.prior is None:
                 continue
             for t in temperatures:
-                samples = _draw(model, asked_val[factor], factor, seed, t, prior)
+                samples = _draw(model, asked_val, factor, seed, t, prior)
                 quality.rows.append({"model": name, "prior": prior, "T": t, **_set_row("samples", samples, asked_val, ctx)})
         default = "learned" if model.prior is not None else "normal"
         for s, label in enumerate(data.vocab[factor]):
@@ -291,23 +296,14 @@ def bench_samples(models: dict[str, str | Path], data_root: str | Path, device: 
             target, source = to_tensor(data.images[dst]), to_tensor(data.images[src])
             _, preds = classify(net, moved)
             s_from, s_to = data.labels[factor][src], data.labels[factor][dst]
-            for a in range(len(data.vocab[factor])):
-                for b in range(len(data.vocab[factor])):
+            hit = preds[factor].numpy() == s_to  # the classifier sees the target style
+            for a, src_label in enumerate(data.vocab[factor]):
+                for b, dst_label in enumerate(data.vocab[factor]):
                     sel = np.flatnonzero((s_from == a) & (s_to == b))
-                    if a == b or not len(sel):
-                        continue
-                    t_ssim, i_ssim = ssim(moved[sel], target[sel]), ssim(source[sel], target[sel])
-                    transfer.rows.append({
-                        "model": name, "from": data.vocab[factor][a], "to": data.vocab[factor][b], "pairs": len(sel),
-                        "transfer ssim": t_ssim, "identity ssim": i_ssim, "ssim gain": t_ssim - i_ssim,
-                        "psnr gain": psnr(moved[sel], target[sel]) - psnr(source[sel], target[sel]),
-                        "target style acc": float((preds[factor][sel].numpy() == b).mean()),
-                    })
-            t_ssim, i_ssim = ssim(moved, target), ssim(source, target)
-            transfer.rows.append({"model": name, "from": "all", "to": "all", "pairs": len(pairs), "transfer ssim": t_ssim,
-                                  "identity ssim": i_ssim, "ssim gain": t_ssim - i_ssim,
-                                  "psnr gain": psnr(moved, target) - psnr(source, target),
-                                  "target style acc": float((preds[factor].numpy() == s_to).mean())})
+                    if a != b and len(sel):
+                        transfer.rows.append({"model": name, "from": src_label, "to": dst_label,
+                                              **_transfer_row(moved[sel], target[sel], source[sel], hit[sel])})
+            transfer.rows.append({"model": name, "from": "all", "to": "all", **_transfer_row(moved, target, source, hit)})
     quality.columns += ["psnr", "ssim", "sharpness_ratio"]
     quality.notes += [
         f"reference: the {len(train_idx)} training-split images; every set has the held-out set's size "

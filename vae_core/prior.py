@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .conditions import Cond
+from .conditions import Cond, labels_to_condition
 
 if TYPE_CHECKING:  # model.py imports this module
     from .model import CVAE
@@ -219,8 +219,7 @@ def encode_aggregate(model: CVAE, images: np.ndarray, labels: dict[str, np.ndarr
                      batch: int = 256) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
     """`draws` samples of q(z | x, c) per image (uint8 [N, H, W, 3], each under its own labels):
     the aggregate posterior that a prior has to match, with the labels repeated alongside."""
-    from .conditions import labels_to_condition
-    from .images import to_tensor
+    from .images import to_tensor  # images.py needs OpenCV; model.py imports this module
 
     g = torch.Generator().manual_seed(seed)
     out = []

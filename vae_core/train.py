@@ -321,12 +321,16 @@ class Trainer:
         self.save_samples()
         return TrainResult(self.ema, self.history, self.run_dir, self.step, self.data.skipped, stopped)
 
+    def prior_images(self) -> np.ndarray:
+        """The uint8 images the prior is fitted to: the training split as the model sees it."""
+        return self.data.images[self.train_idx]
+
     def fit_prior(self) -> None:
         """The learned prior, fitted to the EMA model's encodings of the training split."""
         from .prior import fit_prior
 
         idx = self.train_idx
-        fit_prior(self.ema, self.data.images[idx], {f: v[idx] for f, v in self.data.labels.items()})
+        fit_prior(self.ema, self.prior_images(), {f: v[idx] for f, v in self.data.labels.items()})
 
     # -- outputs -------------------------------------------------------------------------------
     def validate(self, limit: int = 256) -> dict[str, float]:
