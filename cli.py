@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -21,10 +22,40 @@ def main(argv: list[str] | None = None) -> int:
         return runners[args.command](args)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except FileNotFoundError as err:
+        print(f"cvae {args.command}: error: {_os_message(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:  # read-only, disk full, a folder where a file goes: the system's fault, not the input's
+        print(f"cvae {args.command}: error: {_os_message(err)}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"cvae {args.command}: error: out of memory; use fewer images, frames or a smaller size", file=sys.stderr)
+        return 1
+    except (ValueError, RuntimeError) as err:
         # Our errors name the file, field or node; a traceback would only hide that.
         print(f"cvae {args.command}: error: {err}", file=sys.stderr)
         return 2
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "free some space or choose another folder",
+    errno.EACCES: "choose a folder you can write to",
+    errno.EPERM: "choose a folder you can write to",
+    errno.EROFS: "the disk is read-only: choose another folder",
+    errno.EISDIR: "it is a folder: give a file name",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EEXIST: "a file is in the way of a folder the output needs",
+}
+
+
+def _os_message(err: OSError) -> str:
+    """The path and what went wrong, without a traceback; our own messages (no errno) as they are."""
+    if err.errno is None:
+        return str(err)
+    path = err.filename if err.filename is not None else ""
+    what = err.strerror or str(err)
+    hint = _OS_HINTS.get(err.errno)
+    return f"{path}: {what}" + (f" ({hint})" if hint else "") if path else what + (f" ({hint})" if hint else "")
 
 
 if __name__ == "__main__":

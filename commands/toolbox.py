@@ -7,6 +7,8 @@ import math
 import sys
 from pathlib import Path
 
+from ..vae_core.limits import arg_type
+
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a .safetensors checkpoint written by `cvae train`")
@@ -46,11 +48,11 @@ def _provenance(command: str, a: argparse.Namespace) -> str:
 def _sample_args(p: argparse.ArgumentParser) -> None:
     _model_arg(p)
     p.add_argument("--cond", help="condition: 'style=noto', a blend 'style=noto:0.5,openmoji:0.5', factors separated by ';' (default: null)")
-    p.add_argument("--n", type=int, default=16, help="number of samples")
+    p.add_argument("--n", type=arg_type("count", "--n"), default=16, help="number of samples")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0, help="1: the prior as learned; below 1 is tamer, above 1 wilder")
+    p.add_argument("--temperature", type=arg_type("temperature", "--temperature"), default=1.0, help="1: the prior as learned; below 1 is tamer, above 1 wilder")
     _prior_arg(p)
-    p.add_argument("--nrow", type=int, help="grid columns (default: square-ish)")
+    p.add_argument("--nrow", type=arg_type("nrow", "--nrow"), help="grid columns (default: square-ish)")
     p.add_argument("--out", required=True, help="a .png grid, or a folder for one PNG per sample")
 
 
@@ -58,8 +60,6 @@ def _sample_run(a: argparse.Namespace) -> int:
     from ..vae_core.conditions import describe_condition
     from ..vae_core.images import grid, save_png
 
-    if a.n < 1:
-        raise ValueError(f"--n must be at least 1, got {a.n}")
     model = _load(a)
     cond = model.condition(a.cond, 1)
     prior = _prior_note(model, a.prior)
@@ -85,27 +85,27 @@ def _walk_args(p: argparse.ArgumentParser) -> None:
 
     _model_arg(p)
     p.add_argument("--out", required=True, help=f"video file; the format follows the extension ({', '.join(VIDEO_FORMATS)})")
-    p.add_argument("--keyframes", type=int, default=4, help="random keyframes drawn from the prior (ignored with --from/--to)")
+    p.add_argument("--keyframes", type=arg_type("keyframes", "--keyframes"), default=4, help="random keyframes drawn from the prior (ignored with --from/--to)")
     p.add_argument("--from", dest="from_image", help="first keyframe: an image, encoded with --cond-from")
     p.add_argument("--to", dest="to_image", help="last keyframe: an image, encoded with --cond-to")
-    p.add_argument("--frames", type=int, help="exactly this many frames in the file (default 96, or what --segment-frames add up to)")
+    p.add_argument("--frames", type=arg_type("frames", "--frames"), help="exactly this many frames in the file (default 96, or what --segment-frames add up to)")
     p.add_argument("--segment-frames", help="frames per keyframe segment, e.g. '24,48,24' (K-1 counts; K with --loop)")
-    p.add_argument("--fps", type=float, default=24)
+    p.add_argument("--fps", type=arg_type("fps", "--fps"), default=24)
     p.add_argument("--easing", choices=list(EASINGS), default="linear")
     p.add_argument("--method", choices=["slerp", "lerp"], default="slerp")
     p.add_argument("--loop", action="store_true", help="the last frame flows back into the first (seamless loop)")
     p.add_argument("--pingpong", action="store_true", help="play forward, then back")
-    p.add_argument("--hold", type=int, default=0, help="extra frames to stay on each keyframe")
+    p.add_argument("--hold", type=arg_type("hold", "--hold"), default=0, help="extra frames to stay on each keyframe")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0, help="spread of the random keyframes (1: the prior as learned)")
+    p.add_argument("--temperature", type=arg_type("temperature", "--temperature"), default=1.0, help="spread of the random keyframes (1: the prior as learned)")
     _prior_arg(p)
     p.add_argument("--renormalize", action="store_true", help="keep every frame's latent at the typical radius of N(0, T^2 I) (for --prior normal walks)")
     p.add_argument("--cond", help="condition for every frame (default: null)")
     p.add_argument("--cond-from", help="condition at the start (a sweep to --cond-to)")
     p.add_argument("--cond-to", help="condition at the end")
-    p.add_argument("--quality", type=float, default=DEFAULT_QUALITY, help="0..100, higher is better")
-    p.add_argument("--size", type=int, help="output size in pixels (default: the model's resolution)")
-    p.add_argument("--chunk", type=int, default=32, help="frames decoded per batch")
+    p.add_argument("--quality", type=arg_type("quality", "--quality"), default=DEFAULT_QUALITY, help="0..100, higher is better")
+    p.add_argument("--size", type=arg_type("video_size", "--size"), help="output size in pixels (default: the model's resolution)")
+    p.add_argument("--chunk", type=arg_type("chunk", "--chunk"), default=32, help="frames decoded per batch")
 
 
 def _walk_run(a: argparse.Namespace) -> int:
@@ -129,8 +129,6 @@ def _walk_run(a: argparse.Namespace) -> int:
         imgs = [to_tensor(load_image(p, model.resolution)) for p in (a.from_image, a.to_image)]
         keys = torch.cat([latent.encode(model, imgs[0], cond_from), latent.encode(model, imgs[1], cond_to)])
     else:
-        if a.keyframes < 1:
-            raise ValueError(f"--keyframes must be at least 1, got {a.keyframes}")
         keys = model.prior_sample(a.keyframes, a.seed, a.temperature, cond_from, _prior_note(model, a.prior))
     schedule_args = dict(easing=a.easing, loop=a.loop, pingpong=a.pingpong)
     frames = a.frames if a.frames is not None else (None if seg else 96)
@@ -159,20 +157,29 @@ def _restyle_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("out_dir", help="where the restyled images go, same relative paths and names")
     p.add_argument("--to", dest="target", required=True, help="target condition or blend, e.g. 'style=openmoji:0.7,noto:0.3'")
     p.add_argument("--from", dest="source", help="source condition (default: each image's sub-folder label, else null)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=arg_type("batch_size", "--batch-size"), default=32)
     p.add_argument("--sample", action="store_true", help="encode with a sample of q(z|x) instead of its mean")
     p.add_argument("--seed", type=int, default=0, help="noise seed for --sample")
     p.add_argument("--size", choices=["model", "source"], default="model", help="output at the model's resolution or the source's")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that already exist (default: skip them)")
     p.add_argument("--background", default="white", help="colour that transparent pixels are composited on")
+    from ..vae_core.prior import TRANSPORT_CHOICES
+
+    p.add_argument("--transport", choices=TRANSPORT_CHOICES, default=TRANSPORT_CHOICES[0],
+                   help="prior: carry each latent from the source style's part of the learned prior to the target's "
+                        "(the default: measured closer to real drawings in the target style); none: decode it as encoded")
 
 
 def _restyle_run(a: argparse.Namespace) -> int:
     from ..vae_core.restyle import restyle_folder
 
     model = _load(a)
+    if a.transport == "prior" and not model.has_learned_prior:
+        print("note: this model has no learned prior, so latents are decoded as encoded; "
+              "`cvae fit-prior MODEL DATA --out NEW` gives it one", file=sys.stderr)
     report = restyle_folder(model, a.in_dir, a.out_dir, a.target, a.source, batch_size=a.batch_size, sample=a.sample,
-                            size=a.size, overwrite=a.overwrite, background=a.background, seed=a.seed)
+                            size=a.size, overwrite=a.overwrite, background=a.background, seed=a.seed,
+                            transport=a.transport)
     for path in report.written:
         print(path)
     for path, why in report.failed:
@@ -188,21 +195,23 @@ def _anomaly_args(p: argparse.ArgumentParser) -> None:
     _model_arg(p)
     p.add_argument("folder", help="folder of images (searched recursively)")
     p.add_argument("--cond", help="condition for every image (default: sub-folder label, else null)")
-    p.add_argument("--samples", type=int, default=8, help="latent samples for the ELBO estimate")
+    p.add_argument("--samples", type=arg_type("samples", "--samples"), default=8, help="latent samples for the ELBO estimate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--by", choices=["neg_elbo", "recon_error"], default="neg_elbo", help="ranking score")
-    p.add_argument("--top", type=int, default=20, help="how many of the worst to print (0 = all)")
+    p.add_argument("--top", type=arg_type("top", "--top"), default=20, help="how many of the worst to print (0 = all)")
     p.add_argument("--csv", help="write every score to this CSV file")
     p.add_argument("--heatmaps", help="folder for error heat maps of the --top worst images")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=arg_type("batch_size", "--batch-size"), default=32)
 
 
 def _anomaly_run(a: argparse.Namespace) -> int:
     import csv
+    import io
 
     import numpy as np
 
     from ..vae_core.anomaly import anomaly_scores, heatmap, score_folder
+    from ..vae_core.files import write_text
     from ..vae_core.images import load_image, save_png, to_tensor
     from ..vae_core.restyle import subfolder_condition
 
@@ -215,11 +224,11 @@ def _anomaly_run(a: argparse.Namespace) -> int:
     for path, err, nelbo in top:
         print(f"{nelbo:12.1f} {err:10.5f}  {path}")
     if a.csv:
-        Path(a.csv).parent.mkdir(parents=True, exist_ok=True)
-        with open(a.csv, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["path", "recon_error", "neg_elbo"])
-            w.writerows(scores)
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["path", "recon_error", "neg_elbo"])
+        w.writerows(scores)
+        write_text(a.csv, buf.getvalue())
         print(f"wrote {a.csv}")
     if a.heatmaps and top:
         out = Path(a.heatmaps)

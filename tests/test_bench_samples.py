@@ -65,8 +65,12 @@ def test_the_samples_part_on_a_tiny_folder(styled_model, tmp_path, capsys):
         assert 0 <= row["precision"] <= 1 and 0 <= row["coverage"] <= 1
     assert rows[("reconstructions (held-out)", None, None)]["psnr"] > 5
     assert [r["style"] for r in per_style["rows"]] == list(STYLES)
-    pairs = [(r["from"], r["to"]) for r in transfer["rows"]]
-    assert pairs[-1] == ("all", "all") and set(pairs[:-1]) <= {("disc", "ring"), ("ring", "disc")}
+    for mode in ("prior", "none"):  # the model has a prior: restyle's default and the plain decode
+        pairs = [(r["from"], r["to"]) for r in transfer["rows"] if r["transport"] == mode]
+        assert pairs[-1] == ("all", "all") and set(pairs[:-1]) <= {("disc", "ring"), ("ring", "disc")}
+    by_mode = {r["transport"]: r for r in transfer["rows"] if r["from"] == "all"}
+    assert by_mode["prior"]["transfer ssim"] != by_mode["none"]["transfer ssim"]
+    assert by_mode["prior"]["identity ssim"] == by_mode["none"]["identity ssim"]
     for r in transfer["rows"]:
         assert r["ssim gain"] == pytest.approx(r["transfer ssim"] - r["identity ssim"])
     # Run again: the cached classifier gives the same features, so the same figures.

@@ -519,14 +519,19 @@ def test_restyle_folder_keeps_names_and_finishes_interrupted_runs(pack, env, tin
     assert written == sorted(p.relative_to(src).as_posix() for p in src.rglob("*_0*.png"))
     assert report.startswith("6 written, 0 already there (kept), 1 failed") and "broken.png" in report
     assert len(ui["images"]) == 6 and ui["images"][0]["subfolder"].startswith("restyled/ring/")
-    # Same as the library: encode with the sub-folder label, decode as a ring.
+    # Same as the library: encode with the sub-folder label, move the latent through the prior
+    # (the default transport), decode as a ring; transport "none" decodes it as encoded.
     disc0 = sorted((src / "disc").glob("*.png"))[0]
     x = torch.from_numpy(np.array(Image.open(disc0).convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+    disc_c, ring_c = tiny_model.condition("label=disc"), tiny_model.condition("label=ring")
     with torch.inference_mode():
-        mu, _ = tiny_model.encode(x, tiny_model.condition("label=disc"))
-        expected = (tiny_model.decode(mu, tiny_model.condition("label=ring"))[0].permute(1, 2, 0) * 255).round().numpy()
-    got = np.asarray(Image.open(Path(dst) / "disc" / disc0.name), np.float32)
-    assert np.abs(got - expected).max() <= 1
+        mu, _ = tiny_model.encode(x, disc_c)
+        for transport, z in (("prior", tiny_model.prior.transport(mu, disc_c, ring_c)), ("none", mu)):
+            expected = (tiny_model.decode(z, ring_c)[0].permute(1, 2, 0) * 255).round().numpy()
+            out = Path(run(pack, "CVAERestyleFolder", **{**args, "target_folder": f"restyled/{transport}",
+                                                         "transport": transport})[0][0])
+            got = np.asarray(Image.open(out / "disc" / disc0.name), np.float32)
+            assert np.abs(got - expected).max() <= 1, transport
     (_, report2), _ = run(pack, "CVAERestyleFolder", **args)
     assert report2.startswith("0 written, 6 already there")
     with pytest.raises(ValueError, match="outside"):

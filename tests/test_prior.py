@@ -194,3 +194,48 @@ def test_an_old_model_without_a_prior_samples_from_the_standard_normal(plain_mod
     z = model.prior_sample(2000, seed=0)
     assert abs(float(z.std()) - 1.0) < 0.02 and abs(float(z.mean())) < 0.02
     assert math.isclose(float(model.prior_sample(10, 0, 0.5).std() / model.prior_sample(10, 0).std()), 0.5, rel_tol=1e-5)
+
+
+# -- transport: restyle carries a latent from one label's part of the prior to another's ----------
+def test_transport_maps_one_labels_gaussian_onto_anothers():
+    z, labels = two_clusters(n=3000, d=4)
+    prior = fit_mixture(z, labels, VOCAB, PriorConfig(components=2, shrinkage=1.0))
+    a, b = make_condition(VOCAB, "style=a"), make_condition(VOCAB, "style=b")
+    moved = prior.transport(z[:3000], a, b)
+    assert torch.allclose(moved.mean(0), z[3000:].mean(0), atol=0.05)
+    assert torch.allclose(moved.std(0), z[3000:].std(0), rtol=0.05)
+    # A monotone map, (T(x) - T(y)) . (x - y) >= 0: neighbours stay neighbours, so the content stays.
+    dz, dm = z[:200, None] - z[None, :200], moved[:200, None] - moved[None, :200]
+    assert float((dz * dm).sum(-1).min()) >= -1e-4
+    # Back again is the identity, and a latent asked to stay in its label stays exactly.
+    assert torch.allclose(prior.transport(moved, b, a), z[:3000], atol=1e-4)
+    assert torch.equal(prior.transport(z[:10], a, a), z[:10])
+    # Row-wise conditions: each row moves by its own pair; a half blend lands half way.
+    rows = {"style": torch.cat([a["style"], b["style"]])}
+    both = prior.transport(z[[0, 3000]], rows, {"style": torch.cat([b["style"], b["style"]])})
+    assert torch.allclose(both[0], moved[0], atol=1e-5) and torch.equal(both[1], z[3000])
+    half = prior.transport(z[:3000], a, make_condition(VOCAB, "style=a:0.5,b:0.5"))
+    assert float(half.mean()) == pytest.approx(float(z.mean()), abs=0.1)
+
+
+def test_a_prior_saved_without_label_moments_still_transports_with_its_mixture(model_with_prior, tmp_path):
+    from safetensors import safe_open
+
+    with safe_open(str(model_with_prior), framework="pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(model_with_prior))
+    old = {k: v for k, v in tensors.items() if not k.startswith(("prior.label_mean_", "prior.label_cov_"))}
+    path = tmp_path / "before_label_moments.safetensors"
+    save_file(old, str(path), metadata=meta)
+    model = load_model(path, "cpu")
+    assert not model.prior.label_moments
+    vocab = model.vocab["label"]
+    z = model.prior_sample(64, 0, cond=model.condition(f"label={vocab[0]}", 1))
+    moved = model.prior.transport(z, model.condition(f"label={vocab[0]}", 1), model.condition(f"label={vocab[1]}", 1))
+    assert torch.isfinite(moved).all() and not torch.equal(moved, z)
+    bad = dict(tensors)
+    bad["prior.label_mean_label"] = torch.zeros(5, 3)
+    path = tmp_path / "bad_moments.safetensors"
+    save_file(bad, str(path), metadata=meta)
+    with pytest.raises(CheckpointError, match="bad_moments.safetensors.*label moments"):
+        load_model(path, "cpu")

@@ -52,22 +52,31 @@ def test_restyle_writes_every_readable_image_under_the_same_relative_path(tiny_m
 
 
 def test_restyle_output_is_encode_with_source_decode_with_target(tiny_model, src, tmp_path):
-    dst = tmp_path / "out"
-    restyle_folder(tiny_model, src, dst, "label=ring", progress=False)
     m = tiny_model
+    assert m.prior is not None  # trained with the default: a learned prior, so restyle transports
+    ring, disc, null = m.condition("label=ring"), m.condition("label=disc"), m.condition(None)
     with torch.inference_mode():
         x = to_tensor(load_image(src / "disc/a.png", 32))
-        mu, _ = m.encode(x, m.condition("label=disc"))  # its sub-folder is a label: the source
-        expected = to_uint8(m.decode(mu, m.condition("label=ring")))[0]
+        mu, _ = m.encode(x, disc)  # its sub-folder is a label: the source
+        plain = to_uint8(m.decode(mu, ring))[0]
+        moved = to_uint8(m.decode(m.prior.transport(mu, disc, ring), ring))[0]
         x = to_tensor(load_image(src / "odd/d.png", 32))
-        mu_null, _ = m.encode(x, m.condition(None))  # 'odd' is no label: null source
-        expected_null = to_uint8(m.decode(mu_null, m.condition("label=ring")))[0]
-    assert np.abs(read_image(dst / "disc/a.png").astype(int) - expected).max() <= 1
-    assert np.abs(read_image(dst / "odd/d.png").astype(int) - expected_null).max() <= 1
+        mu_null, _ = m.encode(x, null)  # 'odd' is no label: null source
+        moved_null = to_uint8(m.decode(m.prior.transport(mu_null, null, ring), ring))[0]
+    dst = tmp_path / "out"
+    restyle_folder(m, src, dst, "label=ring", progress=False)
+    assert np.abs(read_image(dst / "disc/a.png").astype(int) - moved).max() <= 1
+    assert np.abs(read_image(dst / "odd/d.png").astype(int) - moved_null).max() <= 1
+    restyle_folder(m, src, tmp_path / "kept", "label=ring", progress=False, transport="none")
+    assert np.abs(read_image(tmp_path / "kept/disc/a.png").astype(int) - plain).max() <= 1
+    assert np.abs(moved.astype(int) - plain).mean() > 0.5  # the transport moved the latent
     # a different target gives a different picture
     restyle_folder(m, src, tmp_path / "other", "label=disc", progress=False)
     diff = np.abs(read_image(tmp_path / "other/disc/a.png").astype(int) - read_image(dst / "disc/a.png")).mean()
     assert diff > 1.0
+    with pytest.raises(ValueError, match="transport must be one of prior, none"):
+        restyle_folder(m, src, tmp_path / "x", "label=disc", progress=False, transport="ot")
+    assert not (tmp_path / "x").exists()
 
 
 def test_subfolder_condition_uses_the_first_factor_labels(tiny_model):

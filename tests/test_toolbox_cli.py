@@ -91,6 +91,13 @@ def test_restyle_and_anomaly_commands(tiny_model_path, shapes_folder, tmp_path, 
     assert "4 already there" in capsys.readouterr().out
     assert main(["restyle", str(tiny_model_path), str(src), str(src), "--to", "label=ring"]) == 2
     assert "same folder" in capsys.readouterr().err
+    # --transport none decodes the latent as encoded: another picture than the default transport.
+    plain = tmp_path / "plain"
+    assert main(["restyle", str(tiny_model_path), str(src), str(plain), "--from", "label=disc",
+                 "--to", "label=ring:0.7,disc:0.3", "--transport", "none"]) == 0
+    capsys.readouterr()
+    name = sorted((src / "disc").iterdir())[0].name
+    assert (plain / "disc" / name).read_bytes() != (out / "disc" / name).read_bytes()
 
     csv_path = tmp_path / "scores.csv"
     assert main(["anomaly", str(tiny_model_path), str(src), "--samples", "2", "--csv", str(csv_path),

@@ -231,3 +231,32 @@ def test_init_starts_from_a_models_weights_and_refuses_another_architecture(tiny
     bigger = replace(cfg, out=str(tmp_path / "other"), model=replace(cfg.model, latent_dim=24))
     with pytest.raises(CheckpointError, match=r"--init .*model.safetensors.*latent_dim"):
         Trainer(bigger, data=shapes_set, progress=False)
+
+
+def test_cosine_schedule_decays_to_its_floor_and_resumes_exactly(shapes_folder, shapes_set, tmp_path):
+    from cvae_art.vae_core.train import LR_FINAL, learning_rate
+
+    def cosine(out: Path):
+        return replace(config(shapes_folder, out, STEPS), lr_schedule="cosine")
+
+    cfg = cosine(tmp_path / "full")
+    lrs = [learning_rate(cfg, s) for s in range(STEPS + 1)]
+    assert lrs[0] == cfg.lr and lrs[-1] == pytest.approx(LR_FINAL * cfg.lr)
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    trainer = Trainer(cfg, data=shapes_set, progress=False)
+    full = trainer.run()
+    assert trainer.opt.param_groups[0]["lr"] == pytest.approx(learning_rate(cfg, STEPS - 1))
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel_at_10(step, total, logs):
+        if step == 10:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        train(cosine(tmp_path / "resumed"), data=shapes_set, progress=False, callback=cancel_at_10)
+    resumed = train(cosine(tmp_path / "resumed"), data=shapes_set, resume=True, progress=False)
+    assert_same_run(resumed, full)
+    with pytest.raises(ValueError, match="lr_schedule must be one of constant, cosine"):
+        Trainer(replace(cfg, lr_schedule="linear"), data=shapes_set, progress=False)

@@ -33,6 +33,8 @@ from .images import to_tensor
 from .losses import LossConfig
 from .metrics import psnr, quality_report, ssim
 from .model import CVAE, ModelConfig
+from .prior import TRANSPORT_CHOICES
+from .restyle import move_latents
 from .train import MODEL_FILE, STATE_FILE, Trainer, TrainConfig
 
 STYLES = ("a", "b", "c", "d")  # the synthetic four-label condition of speed benchmarks
@@ -333,8 +335,10 @@ def _batched(n: int, size: int) -> Iterator[slice]:
 
 
 def reconstruct(model: CVAE, images: np.ndarray, labels: dict[str, np.ndarray], batch: int = 256,
-                decode_labels: dict[str, np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(decoded posterior means, KL per image) of uint8 images, decoded under `decode_labels` if given."""
+                decode_labels: dict[str, np.ndarray] | None = None,
+                transport: str = TRANSPORT_CHOICES[0]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(decoded posterior means, KL per image) of uint8 images; under `decode_labels`, if given,
+    restyled as `cvae restyle` does it (the latent moved by `transport`)."""
     out, kls = [], []
     with torch.inference_mode():
         for s in _batched(len(images), batch):
@@ -343,7 +347,8 @@ def reconstruct(model: CVAE, images: np.ndarray, labels: dict[str, np.ndarray], 
             dec = enc if decode_labels is None else labels_to_condition(
                 model.vocab, {f: torch.from_numpy(v[s]) for f, v in decode_labels.items()})
             mu, logvar = model.encode(x, enc)
-            out.append(model.decode(mu, dec).float().cpu())
+            z = mu if decode_labels is None else move_latents(model, mu, enc, dec, transport)
+            out.append(model.decode(z, dec).float().cpu())
             kls.append((0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)).sum(1).float().cpu())
     return torch.cat(out), torch.cat(kls)
 

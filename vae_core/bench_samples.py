@@ -34,6 +34,7 @@ from .data import ImageSet, load_image_set
 from .images import to_tensor
 from .metrics import psnr, quality_report, ssim
 from .model import CVAE
+from .prior import TRANSPORT_CHOICES
 
 
 CLASSIFIER_EPOCHS = 20  # measured: 10 epochs read the held-out style right 76% of the time
@@ -262,7 +263,7 @@ def bench_samples(models: dict[str, str | Path], data_root: str | Path, device: 
     quality.rows.append({"model": "-", **_set_row("real held-out, blurred (sigma 1 px)", blur(real_val), asked_val, ctx)})
     per_style = Table("samples_style", "Prior samples per style (T = 1, the model's default prior)",
                       ["model", "style", "images", "fid", "kid x1000", "precision", "recall", "style acc"])
-    pair_cols = ["model", "from", "to", "pairs", "transfer ssim", "identity ssim", "ssim gain", "psnr gain", "target style acc"]
+    pair_cols = ["model", "transport", "from", "to", "pairs", "transfer ssim", "identity ssim", "ssim gain", "psnr gain", "target style acc"]
     transfer = Table("transfer", f"Style transfer on held-out emoji drawn in every {factor}", pair_cols)
     keys = _metadata_column(root, "key")
     for name, path in models.items():
@@ -289,10 +290,12 @@ def bench_samples(models: dict[str, str | Path], data_root: str | Path, device: 
                                    "kid x1000": 1000 * kid(feats, ref_s), "precision": p, "recall": r,
                                    "style acc": float((preds[factor] == s).float().mean())})
         pairs = style_pairs(data, val_idx, keys, factor)
-        if pairs:
+        for mode in TRANSPORT_CHOICES if pairs else ():
+            if mode == "prior" and model.prior is None:
+                continue
             src, dst = (np.array(p) for p in zip(*pairs))
             moved, _ = reconstruct(model, data.images[src], {f: data.labels[f][src] for f in model.vocab},
-                                   decode_labels={f: data.labels[f][dst] for f in model.vocab})
+                                   decode_labels={f: data.labels[f][dst] for f in model.vocab}, transport=mode)
             target, source = to_tensor(data.images[dst]), to_tensor(data.images[src])
             _, preds = classify(net, moved)
             s_from, s_to = data.labels[factor][src], data.labels[factor][dst]
@@ -301,9 +304,10 @@ def bench_samples(models: dict[str, str | Path], data_root: str | Path, device: 
                 for b, dst_label in enumerate(data.vocab[factor]):
                     sel = np.flatnonzero((s_from == a) & (s_to == b))
                     if a != b and len(sel):
-                        transfer.rows.append({"model": name, "from": src_label, "to": dst_label,
+                        transfer.rows.append({"model": name, "transport": mode, "from": src_label, "to": dst_label,
                                               **_transfer_row(moved[sel], target[sel], source[sel], hit[sel])})
-            transfer.rows.append({"model": name, "from": "all", "to": "all", **_transfer_row(moved, target, source, hit)})
+            transfer.rows.append({"model": name, "transport": mode, "from": "all", "to": "all",
+                                  **_transfer_row(moved, target, source, hit)})
     quality.columns += ["psnr", "ssim", "sharpness_ratio"]
     quality.notes += [
         f"reference: the {len(train_idx)} training-split images; every set has the held-out set's size "
@@ -320,5 +324,7 @@ def bench_samples(models: dict[str, str | Path], data_root: str | Path, device: 
         "each held-out image of an emoji drawn in all styles, encoded in its own style and decoded as each other, "
         "against the real drawing of that emoji in the target style; identity = the untouched source as the "
         "prediction; gain = transfer - identity; target style acc: the classifier sees the target style",
+        "transport: prior = the latent carried between the two styles' prior moments (cvae restyle's default); "
+        "none = decoded as encoded",
     ]
     return [quality, per_style, transfer]

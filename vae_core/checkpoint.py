@@ -8,9 +8,6 @@ discriminator, EMA, history) goes through the same pack/unpack so resume needs n
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from .files import atomic_write, write_json
 from .model import CVAE, ModelConfig
 from .prior import MixturePrior
 
@@ -28,37 +26,6 @@ _META_KEY = "cvae"
 
 class CheckpointError(ValueError):
     pass
-
-
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
-    """Write through a temp file in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a model file is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    def write(tmp: str) -> None:
-        Path(tmp).write_text(json.dumps(data, indent=2) + "\n")
-
-    return atomic_write(path, write)
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
@@ -177,7 +144,14 @@ def _prior_from(path: str | Path, info: Any, model: CVAE, state: dict[str, torch
                 f"{path}: its prior does not match the model's condition {f!r} ({len(labels)} labels); "
                 "refit it with `cvae fit-prior`"
             )
-    prior = MixturePrior(model.config.latent_dim, k, model.vocab)
+    label_moments = all(f"prior.label_mean_{f}" in state for f in model.vocab)
+    for f, labels in model.vocab.items() if label_moments else ():
+        d = model.config.latent_dim
+        mean, cov = state[f"prior.label_mean_{f}"], state.get(f"prior.label_cov_{f}")
+        if tuple(mean.shape) != (len(labels), d) or cov is None or tuple(cov.shape) != (len(labels), d, d):
+            raise CheckpointError(f"{path}: its prior's label moments do not match the model's condition {f!r}; "
+                                  "refit it with `cvae fit-prior`")
+    prior = MixturePrior(model.config.latent_dim, k, model.vocab, label_moments)
     prior.info = dict(info)
     return prior
 

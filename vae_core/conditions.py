@@ -27,7 +27,8 @@ def parse_cond_spec(spec: CondSpec) -> dict[str, dict[str, float]]:
     if isinstance(spec, Mapping):
         out: dict[str, dict[str, float]] = {}
         for factor, value in spec.items():
-            out[factor] = {value: 1.0} if isinstance(value, str) else {k: float(w) for k, w in value.items()}
+            out[factor] = {value: 1.0} if isinstance(value, str) else {
+                k: _weight(w, f"condition {factor}", k) for k, w in value.items()}
         return out
     out = {}
     for part in filter(None, (p.strip() for p in spec.replace("\n", ";").split(";"))):
@@ -37,14 +38,25 @@ def parse_cond_spec(spec: CondSpec) -> dict[str, dict[str, float]]:
         weights: dict[str, float] = {}
         for item in filter(None, (x.strip() for x in labels.split(","))):
             label, sep, w = item.partition(":")
-            try:
-                weights[label.strip()] = float(w) if sep else 1.0
-            except ValueError:
-                raise ConditionError(f"condition {part!r}: weight {w!r} of {label!r} is not a number") from None
+            weights[label.strip()] = _weight(w, f"condition {part!r}", label) if sep else 1.0
         if not weights:
             raise ConditionError(f"condition {part!r}: no label after '='")
         out[factor.strip()] = weights
     return out
+
+
+def _weight(w: object, where: str, label: str) -> float:
+    """A blend weight: a finite number of moderate size (the nodes' sliders span -4..4)."""
+    from .limits import RANGES
+
+    try:
+        value = float(w)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ConditionError(f"{where}: weight {w!r} of {label!r} is not a number") from None
+    try:
+        return RANGES["cond_weight"].check(value, f"{where}: the weight of {label!r}")
+    except ValueError as err:
+        raise ConditionError(str(err)) from None
 
 
 def make_condition(vocab: Vocab, spec: CondSpec = None, batch: int = 1, device: torch.device | str = "cpu") -> Cond:

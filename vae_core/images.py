@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .files import atomic_write
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
@@ -115,20 +117,18 @@ def fit(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def save_png(path: str | Path, image: np.ndarray | torch.Tensor, text: dict[str, str] | None = None) -> Path:
-    """Write one RGB image (uint8 HxWx3 or float [3,H,W]) as PNG, with optional tEXt chunks."""
+    """Write one RGB image (uint8 HxWx3 or float [3,H,W]) as PNG, with optional tEXt chunks,
+    atomically (a failed write leaves what was there before)."""
     from PIL import Image, PngImagePlugin  # Pillow only for PNG text chunks; OpenCV cannot write them
 
     if isinstance(image, torch.Tensor):
         image = to_uint8(image[None] if image.dim() == 3 else image)[0]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     info = None
     if text:
         info = PngImagePlugin.PngInfo()
         for k, v in text.items():
             info.add_text(k, v)
-    Image.fromarray(image).save(path, pnginfo=info, compress_level=4)
-    return path
+    return atomic_write(path, lambda tmp: Image.fromarray(image).save(tmp, format="PNG", pnginfo=info, compress_level=4))
 
 
 def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> torch.Tensor:

@@ -33,6 +33,10 @@ if TYPE_CHECKING:  # model.py imports this module
     from .model import CVAE
 
 PRIOR_CHOICES = ("learned", "normal")  # what a sampler may draw from; "learned" falls back to normal
+# How a restyle moves a latent from its source condition to the target one: "prior" carries it by
+# the optimal-transport map between the prior's Gaussian moments under each condition; "none"
+# keeps it. A model without a learned prior keeps the latent either way.
+TRANSPORT_CHOICES = ("prior", "none")
 
 
 @dataclass
@@ -78,7 +82,7 @@ def gaussian_log_probs(z: torch.Tensor, means: torch.Tensor, scale_tril: torch.T
 class MixturePrior(nn.Module):
     """Shared Gaussian components with a label distribution per component, as buffers."""
 
-    def __init__(self, latent_dim: int, components: int, conditions: dict[str, list[str]]):
+    def __init__(self, latent_dim: int, components: int, conditions: dict[str, list[str]], label_moments: bool = True):
         super().__init__()
         self.latent_dim, self.components = latent_dim, components
         self.factors = list(conditions)
@@ -87,6 +91,14 @@ class MixturePrior(nn.Module):
         self.register_buffer("scale_tril", torch.eye(latent_dim).expand(components, -1, -1).clone())
         for f, labels in conditions.items():
             self.register_buffer(f"label_logp_{f}", torch.full((components, len(labels)), -math.log(max(len(labels), 1))))
+        # Each label's own latent mean and covariance, for transport: the shared components blur
+        # the labels into each other, which halves the restyle's measured gain. Priors fitted
+        # before these existed transport with the mixture's moments instead.
+        self.label_moments = label_moments and bool(conditions)
+        if self.label_moments:
+            for f, labels in conditions.items():
+                self.register_buffer(f"label_mean_{f}", torch.zeros(len(labels), latent_dim))
+                self.register_buffer(f"label_cov_{f}", torch.eye(latent_dim).expand(len(labels), -1, -1).clone())
         self.info: dict = {}
 
     def label_logp(self, factor: str) -> torch.Tensor:
@@ -108,6 +120,60 @@ class MixturePrior(nn.Module):
             logits = logits + torch.log(mixed.clamp(min=1e-30) / (labels.sum(1, keepdim=True) + null).clamp(min=1e-30))
         return logits
 
+    def moments(self, cond: Cond | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean [D] and covariance [D, D] of the mixture p(z | c) for one condition row, float64."""
+        w = self.component_logits(cond, 1).double().softmax(1)[0]
+        means = self.means.double()
+        cov_k = self.scale_tril.double() @ self.scale_tril.double().transpose(1, 2)
+        mean = w @ means
+        second = torch.einsum("k,kij->ij", w, cov_k + means.unsqueeze(2) * means.unsqueeze(1))
+        return mean, second - torch.outer(mean, mean)
+
+    def factor_moments(self, factor: str, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and covariance of z under one factor's label weights [L + 1] (last: null, the
+        whole mixture): the blend's mixture of the labels' own Gaussians, float64."""
+        w = weights.double().clamp(min=0)
+        w = w / w.sum().clamp(min=1e-30)
+        means = torch.cat([getattr(self, f"label_mean_{factor}").double(), self.moments(None)[0][None]])
+        covs = torch.cat([getattr(self, f"label_cov_{factor}").double(), self.moments(None)[1][None]])
+        mean = w @ means
+        second = torch.einsum("l,lij->ij", w, covs + means.unsqueeze(2) * means.unsqueeze(1))
+        return mean, second - torch.outer(mean, mean)
+
+    def transport(self, z: torch.Tensor, source: Cond | None, target: Cond | None) -> torch.Tensor:
+        """Carry latents from p(z | source) to p(z | target) by the optimal-transport (Monge) map
+        between the two conditionals' Gaussian moments: z' = m_t + A (z - m_s), with
+        A = S_s^-1/2 (S_s^1/2 S_t S_s^1/2)^1/2 S_s^-1/2. The same whitening-colouring transform as
+        Li et al. 2017 (universal style transfer, on features), here on the latent: where the
+        encoder keeps some style in z, the map moves that part too. With label moments, one map
+        per factor whose weights differ (applied in turn); latents whose source and target rows
+        agree are returned as they are."""
+        n = z.shape[0]
+        source, target = _rows(source, n) or {}, _rows(target, n) or {}
+        out = z.double().clone()
+        if self.label_moments:
+            null = {f: torch.eye(self.label_logp(f).shape[1] + 1, dtype=torch.float64)[-1] for f in self.factors}
+            for f in self.factors:
+                ws = source[f].double().cpu() if f in source else null[f].expand(n, -1)
+                wt = target[f].double().cpu() if f in target else null[f].expand(n, -1)
+                for row in torch.unique(torch.cat([ws, wt], 1), dim=0):
+                    a, b = row[:ws.shape[1]], row[ws.shape[1]:]
+                    if torch.equal(a, b):
+                        continue
+                    rows = ((ws == a) & (wt == b)).all(1).to(z.device)
+                    out[rows] = _monge(*self.factor_moments(f, a), *self.factor_moments(f, b), out[rows])
+            return out.to(z.dtype)
+        ws, wt = self.component_logits(source or None, n).softmax(1), self.component_logits(target or None, n).softmax(1)
+        for row in torch.unique(torch.cat([ws, wt], 1), dim=0):
+            k = ws.shape[1]
+            if torch.equal(row[:k], row[k:]):
+                continue
+            rows = ((ws == row[:k]) & (wt == row[k:])).all(1)
+            first = int(rows.nonzero()[0])
+            pick = lambda c: {f: v[first:first + 1] for f, v in c.items()} or None  # noqa: E731
+            out[rows] = _monge(*self.moments(pick(source)), *self.moments(pick(target)), out[rows])
+        return out.to(z.dtype)
+
     # -- density and sampling --------------------------------------------------------------------
     def component_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log N(z | mu_k, S_k) for every component, [B, K]."""
@@ -127,6 +193,24 @@ class MixturePrior(nn.Module):
         eps = torch.randn(n, self.latent_dim, generator=generator)
         means, tril = self.means.float().cpu(), self.scale_tril.float().cpu()
         return means[k] + temperature * (tril[k] @ eps.unsqueeze(-1)).squeeze(-1)
+
+
+def _rows(cond: Cond | None, n: int) -> Cond | None:
+    return None if cond is None else {f: v.expand(n, -1) if v.shape[0] == 1 else v for f, v in cond.items()}
+
+
+def _monge(ms: torch.Tensor, cs: torch.Tensor, mt: torch.Tensor, ct: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The optimal-transport map from N(ms, cs) to N(mt, ct), applied to the rows of z (float64)."""
+    root = _sqrtm(cs)
+    inv_root = torch.linalg.inv(root)
+    a = inv_root @ _sqrtm(root @ ct @ root) @ inv_root
+    return mt.to(z) + (z - ms.to(z)) @ a.T.to(z)
+
+
+def _sqrtm(c: torch.Tensor) -> torch.Tensor:
+    """The symmetric square root of a covariance (eigenvalues floored: fitted ones are positive)."""
+    w, v = torch.linalg.eigh((c + c.T) / 2)
+    return (v * w.clamp(min=1e-12).sqrt()) @ v.T
 
 
 # -- fitting ---------------------------------------------------------------------------------------
@@ -208,6 +292,13 @@ def fit_mixture(
         if ll - last < cfg.tol:
             break
         last = ll
+    for f, labs in conditions.items():
+        for i in range(len(labs)):
+            pts = z[y[f] == i] if f in y else z[:0]
+            mean = pts.mean(0) if len(pts) else z.mean(0)
+            scatter = (pts - mean).T @ (pts - mean) if len(pts) else torch.zeros_like(pooled)
+            getattr(prior, f"label_mean_{f}")[i] = mean.float()
+            getattr(prior, f"label_cov_{f}")[i] = ((scatter + nu * pooled) / (len(pts) + nu)).float()
     if progress:
         print(f"prior: EM stopped after {it + 1} iterations, log-likelihood {ll:.3f} per latent")
     prior.info = {"kind": "mixture", "config": cfg.to_dict(), "components": k, "latents": n,

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import atomic_write
+from .files import atomic_write
 from .conditions import Cond, CondSpec, labels_to_condition
 from .images import ImageReadError, list_images, read_image, resize_center_crop, to_tensor, to_uint8
+from .prior import TRANSPORT_CHOICES
 
 JPEG_QUALITY = 95
 
@@ -43,6 +44,21 @@ def subfolder_condition(model, rel_paths: Sequence[Path]) -> Cond:
         if len(rel.parts) > 1 and rel.parts[0] in labels:
             idx[first][i] = labels.index(rel.parts[0])
     return {k: v.to(model.device) for k, v in labels_to_condition(vocab, idx).items()}
+
+
+def move_latents(model, z: torch.Tensor, source: Cond | None, target: Cond | None, transport: str = "prior") -> torch.Tensor:
+    """Latents encoded under `source`, ready to decode under `target` (see TRANSPORT_CHOICES).
+    Measured in `cvae bench samples`: the transport map raises the restyle's SSIM to the real
+    target drawing and the share read as the target style, on every model there."""
+    _check_transport(transport)
+    if transport == "prior" and model.prior is not None:
+        return model.prior.transport(z, source, target)
+    return z
+
+
+def _check_transport(transport: str) -> None:
+    if transport not in TRANSPORT_CHOICES:
+        raise ValueError(f"transport must be one of {', '.join(TRANSPORT_CHOICES)}, got {transport!r}")
 
 
 def check_folders(src: Path, dst: Path) -> None:
@@ -79,20 +95,7 @@ def _encode_file(path: Path, image: np.ndarray) -> bytes:
 
 
 def _write(path: Path, data: bytes) -> None:
-    def write(tmp: str) -> None:
-        Path(tmp).write_bytes(data)
-        mask = _umask()
-        Path(tmp).chmod(0o666 & ~mask)  # mkstemp makes 0600 files; outputs are ordinary files
-
-    atomic_write(path, write)
-
-
-def _umask() -> int:
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def restyle_folder(
@@ -109,6 +112,7 @@ def restyle_folder(
     callback: Callable[[int, int], None] | None = None,
     background: str = "white",
     seed: int = 0,
+    transport: str = TRANSPORT_CHOICES[0],
 ) -> RestyleReport:
     """Restyle every image under `src` (recursively) into `dst`, same relative paths and names.
 
@@ -117,7 +121,8 @@ def restyle_folder(
     factor, else the null condition. sample: encode with z ~ q(z|x) (seeded per file) instead of
     the mean. size: "model" writes the model's resolution; "source" writes the source's size
     (its centre square, like the model saw it). callback(done, total) may raise to cancel; a
-    re-run then skips the outputs already written (unless overwrite).
+    re-run then skips the outputs already written (unless overwrite). transport: how the latent
+    moves from the source condition to the target one (move_latents).
     """
     src, dst = Path(src), Path(dst)
     check_folders(src, dst)
@@ -125,6 +130,7 @@ def restyle_folder(
         raise ValueError(f"size must be 'model' or 'source', got {size!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    _check_transport(transport)
     target_cond = model.condition(target, 1)  # bad specs fail before any work
     source_cond = None if source is None else model.condition(source, 1)
     files = _input_files(src, dst)
@@ -162,7 +168,7 @@ def restyle_folder(
                 keep.append(p)
             if keep:
                 rels = [p.relative_to(src) for p in keep]
-                outs = _restyle_batch(model, np.stack(arrays), rels, source_cond, target_cond, sample, seed)
+                outs = _restyle_batch(model, np.stack(arrays), rels, source_cond, target_cond, sample, seed, transport)
                 for p, rel, out, side in zip(keep, rels, outs, sizes):
                     if size == "source" and side != r:
                         out = cv2.resize(out, (side, side), interpolation=cv2.INTER_AREA if side < r else cv2.INTER_CUBIC)
@@ -189,7 +195,8 @@ def _file_generator(seed: int, rel: Path) -> torch.Generator:
 
 @torch.inference_mode()
 def _restyle_batch(
-    model, images: np.ndarray, rels: list[Path], source: Cond | None, target: Cond, sample: bool, seed: int
+    model, images: np.ndarray, rels: list[Path], source: Cond | None, target: Cond, sample: bool, seed: int,
+    transport: str,
 ) -> np.ndarray:
     x = to_tensor(images).to(model.device)
     src_cond = source if source is not None else subfolder_condition(model, rels)
@@ -200,4 +207,4 @@ def _restyle_batch(
         # batch it lands in, so a re-run matches an uninterrupted run.
         eps = torch.stack([torch.randn(mu.shape[1], generator=_file_generator(seed, rel)) for rel in rels]).to(mu)
         z = mu + eps * torch.exp(0.5 * logvar)
-    return to_uint8(model.decode(z, target))
+    return to_uint8(model.decode(move_latents(model, z, src_cond, target, transport), target))

@@ -19,8 +19,10 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+
 from .conditions import Cond
 from .latent import lerp, slerp
+from .limits import check
 
 
 def _linear(t: torch.Tensor) -> torch.Tensor:
@@ -132,8 +134,9 @@ def schedule(
                 f"{', loop' if loop else ''}{', pingpong' if pingpong else ''} make {total} frames, "
                 f"but frames={frames}; pass frames={total} or change the counts"
             )
-    if frames is None or frames < 1:
-        raise ValueError(f"frames must be at least 1, got {frames}")
+    if frames is None:
+        raise ValueError("frames must be at least 1, got None")
+    check("frames", frames)  # also the total that segments and holds add up to
     if n_keys == 1 or (frames == 1 and hold == 0):  # a still, or one frame: the first keyframe
         return torch.zeros(frames, dtype=torch.long), torch.zeros(frames)
 

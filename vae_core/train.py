@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import load_state, resolve_device, save_model, save_state, write_json
+from .checkpoint import load_state, resolve_device, save_model, save_state
+from .files import write_json
 from .conditions import labels_to_condition
 from .data import ImageSet, batch_indices, load_image_set
 from .images import grid, save_png, to_tensor
@@ -29,6 +30,9 @@ from .metrics import quality_report
 from .model import CVAE, ModelConfig
 from .plots import loss_plot
 
+LR_SCHEDULES = ("constant", "cosine")
+LR_FINAL = 0.1  # cosine ends at this fraction of --lr
+
 RUN_CONFIG = "config.json"
 STATE_FILE = "state.safetensors"
 MODEL_FILE = "model.safetensors"
@@ -36,6 +40,15 @@ MODEL_FILE = "model.safetensors"
 
 class TrainingDiverged(RuntimeError):
     pass
+
+
+def learning_rate(cfg: "TrainConfig", step: int) -> float:
+    """The generator's learning rate at `step`: a function of the step alone, so a resumed run
+    follows the same schedule (a resume that changes --steps stretches the remaining cosine)."""
+    if cfg.lr_schedule == "constant" or cfg.steps <= 0:
+        return cfg.lr
+    t = min(1.0, step / cfg.steps)
+    return cfg.lr * (LR_FINAL + (1 - LR_FINAL) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def _defer_sigint() -> tuple[Callable[[], bool], Callable[[], None]]:
@@ -64,6 +77,7 @@ class TrainConfig:
     steps: int = 20_000
     batch_size: int = 64
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # constant | cosine (to LR_FINAL * lr at `steps`)
     weight_decay: float = 1e-4
     ema_decay: float = 0.999
     grad_clip: float = 1e5  # total-norm clip; losses are per-image sums, so norms are large
@@ -129,6 +143,8 @@ class Trainer:
             saved.data = cfg.data or saved.data
             cfg = saved
             state = load_state(state_path)
+        if cfg.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         if data is None:
@@ -238,6 +254,8 @@ class Trainer:
                 + self._last_good()
             )
         self.opt.zero_grad(set_to_none=True)
+        for group in self.opt.param_groups:
+            group["lr"] = learning_rate(cfg, step)
         loss.backward()
         logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
         if not math.isfinite(logs["grad_norm"]):  # before the update, so no NaN reaches the weights or the EMA

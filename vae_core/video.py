@@ -35,6 +35,8 @@ from types import TracebackType
 import numpy as np
 import torch
 
+from .files import chmod_like_new_file
+
 VIDEO_FORMATS = (".mp4", ".webm", ".gif", ".webp")
 DEFAULT_QUALITY = 80
 
@@ -154,7 +156,7 @@ class VideoWriter:
                 _append_gif_comments(self._tmp, self.metadata)
             elif self.metadata and self.suffix == ".webp":
                 _append_webp_exif(self._tmp, self.metadata, (self._stream.width, self._stream.height))
-            _chmod_like_new_file(self._tmp)
+            chmod_like_new_file(self._tmp)
             os.replace(self._tmp, self.path)
         except BaseException:
             self.abort()
@@ -213,13 +215,6 @@ class VideoWriter:
     def _encode(self, frame) -> None:
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
-
-
-def _chmod_like_new_file(path: Path) -> None:
-    """mkstemp makes 0600 files; give the finished file the permissions open() would have."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)
 
 
 def write_video(
