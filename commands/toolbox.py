@@ -184,6 +184,9 @@ def _restyle_run(a: argparse.Namespace) -> int:
         print(path)
     for path, why in report.failed:
         print(f"skipped {path}: {why}", file=sys.stderr)
+    if not report.written and not report.existing:
+        raise ValueError(f"{a.in_dir}: no readable image to restyle"
+                         + (f" ({len(report.failed)} unreadable, listed above)" if report.failed else ""))
     print(f"restyled {len(report.written)} image(s) into {a.out_dir}"
           + (f"; {len(report.existing)} already there (--overwrite to redo)" if report.existing else "")
           + (f"; {len(report.failed)} unreadable, skipped" if report.failed else ""))
@@ -219,6 +222,9 @@ def _anomaly_run(a: argparse.Namespace) -> int:
     scores = score_folder(model, a.folder, a.cond, samples=a.samples, seed=a.seed, batch_size=a.batch_size, by=a.by)
     for path, why in scores.skipped:
         print(f"skipped {path}: {why}", file=sys.stderr)
+    if not len(scores):
+        raise ValueError(f"{a.folder}: no readable image to score"
+                         + (f" ({len(scores.skipped)} unreadable, listed above)" if scores.skipped else ""))
     top = scores if a.top <= 0 else scores[: a.top]
     print(f"{'neg_elbo':>12} {'recon_mse':>10}  path (worst first, {len(scores)} image(s))")
     for path, err, nelbo in top:

@@ -274,10 +274,12 @@ class SaveTarget:
 
 
 def inside(root: Path, relative: str, what: str = "filename_prefix", shown: str | None = None) -> Path:
-    """root/relative, refused when it would land outside root (absolute paths, '..')."""
+    """root/relative, refused when it would land outside root (absolute paths, '~', '..', symlinks)."""
     root = Path(os.path.abspath(root))
     full = Path(os.path.abspath(root / os.path.normpath(relative)))
-    if os.path.commonpath((root, full)) != str(root):
+    # Also through symlinks: a link planted in the output folder must not lead the write out of it.
+    real_root, real = os.path.realpath(root), os.path.realpath(full)
+    if os.path.commonpath((root, full)) != str(root) or os.path.commonpath((real_root, real)) != real_root:
         raise ValueError(
             f"{what} {shown if shown is not None else relative!r} points outside {root}; "
             "use a relative name such as 'cvae/walk'"

@@ -4,14 +4,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
+from ..vae_core._cv2 import ERRORS as CV2_ERRORS
 from ..vae_core.images import ImageReadError, list_images, load_image, save_png
 from ..vae_core.prior import TRANSPORT_CHOICES
 from ..vae_core.restyle import restyle_folder
@@ -45,6 +44,29 @@ def select_files(root: Path, order: str, skip: int, every_nth: int, limit: int) 
         files.sort(key=lambda p: p.stat().st_mtime_ns, reverse=order == "newest")
     files = files[skip::every_nth]
     return files[:limit] if limit else files
+
+
+def png_names(names: list[str]) -> tuple[list[str], list[str]]:
+    """(one distinct .png name per source name, notes on the renamed ones). `same.png` and
+    `same.jpg` would both become same.png and one would replace the other: a name that collides
+    keeps its extension in the stem (same_jpg.png), and an exact repeat gets a number."""
+    first = [Path(n).with_suffix(".png").as_posix() for n in names]
+    counts: dict[str, int] = {}
+    for n in first:
+        counts[n] = counts.get(n, 0) + 1
+    out, notes, taken = [], [], set()
+    for name, png in zip(names, first):
+        if counts[png] > 1 and Path(name).suffix.lower() != ".png":
+            png = Path(name).with_name(f"{Path(name).stem}_{Path(name).suffix[1:]}.png").as_posix()
+        base, i = png, 2
+        while png in taken:
+            png = f"{base[:-4]}_{i}.png"
+            i += 1
+        taken.add(png)
+        if png != first[len(out)]:
+            notes.append(f"{name} saved as {png}: {first[len(out)]} was taken by another image of this batch")
+        out.append(png)
+    return out, notes
 
 
 def split_names(text: str) -> list[str]:
@@ -96,7 +118,7 @@ class CVAELoadImageFolder:
                 try:
                     images.append(load_image(p, size, background))
                     names.append(p.relative_to(root).as_posix())
-                except (ImageReadError, cv2.error) as err:
+                except (ImageReadError, *CV2_ERRORS) as err:
                     skipped.append(f"{p}: {err}")
                 bar.update(1)
         for line in skipped:
@@ -127,7 +149,7 @@ class CVAERestyleFolder:
             "required": {
                 "model": model_input(),
                 "source_folder": ("STRING", {"default": "samples/noto", "tooltip": "Folder to restyle: absolute, or relative to the input folder ('samples/...' are the bundled samples)."}),
-                "target_folder": ("STRING", {"default": "cvae/restyled", "tooltip": "Where the results go: relative to the output folder (cannot leave it), or an absolute path. Never the source folder."}),
+                "target_folder": ("STRING", {"default": "cvae/restyled", "tooltip": "Where the results go, inside the output folder (it cannot leave it). Never in or around the source folder."}),
                 "target_cond": cond_input("The style to draw in (a single condition)."),
                 "mode": (["mean", "sample"], {"default": "mean", "tooltip": "mean: faithful and deterministic; sample: a random variation per file."}),
                 "seed": seed_input("Seed of the variations in 'sample' mode (each file gets its own, stable one)."),
@@ -179,12 +201,11 @@ class CVAERestyleFolder:
 
 
 def _target_folder(path: str) -> Path:
-    """Absolute paths as given (an artist's own folder); relative ones inside the output folder."""
+    """Inside the output folder, confined like the filename prefixes (no absolute path, '~' or '..')."""
     path = path.strip().strip('"')
     if not path:
         raise ValueError("target_folder is empty; give a folder, e.g. cvae/restyled")
-    p = Path(os.path.expanduser(path))
-    return p if p.is_absolute() else comfy.inside(comfy.output_directory(), path, "target_folder")
+    return comfy.inside(comfy.output_directory(), path, "target_folder")
 
 
 def png_text(prompt, extra_pnginfo) -> dict[str, str] | None:
@@ -217,7 +238,7 @@ class CVAESaveImages:
                 "filename_prefix": ("STRING", {"default": "cvae/image", "tooltip": "Inside the output folder; may hold subfolders, cannot leave the output folder. With file_names it is the folder the names go in."}),
             },
             "optional": {
-                "file_names": ("STRING", {"forceInput": True, "tooltip": "One name per image, one per line (from CVAE Load Image Folder); saved as name.png, replacing a same-named file."}),
+                "file_names": ("STRING", {"forceInput": True, "tooltip": "One name per image, one per line (from CVAE Load Image Folder); saved as name.png, replacing a same-named file from an earlier run. Names that would collide in this batch (same.png and same.jpg) keep their extension: same_jpg.png."}),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
@@ -231,7 +252,10 @@ class CVAESaveImages:
             if len(names) != x.shape[0]:
                 raise ValueError(f"file_names has {len(names)} names for {x.shape[0]} images; connect the names of these images")
             folder = comfy.inside(out, filename_prefix.strip() or ".")
-            paths = [comfy.inside(folder, str(Path(n).with_suffix(".png")), "file name") for n in names]
+            pngs, notes = png_names(names)
+            for note in notes:
+                log.warning("CVAE Save Images: %s", note)
+            paths = [comfy.inside(folder, n, "file name") for n in pngs]
         else:
             target = comfy.save_target(filename_prefix)
             paths = [target.path("png", i) for i in range(x.shape[0])]

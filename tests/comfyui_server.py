@@ -51,8 +51,9 @@ def request(url: str, body: dict | None = None) -> tuple[int, dict]:
 
 
 @contextmanager
-def comfyui_server(base: Path, timeout: float = 240) -> Iterator[str]:
-    """Start ComfyUI on `base` (custom nodes load before it listens) and yield its URL."""
+def comfyui_server(base: Path, timeout: float = 240, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Start ComfyUI on `base` (custom nodes load before it listens) and yield its URL; `env`
+    adds environment variables."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -65,7 +66,7 @@ def comfyui_server(base: Path, timeout: float = 240) -> Iterator[str]:
             stdout=log, stderr=subprocess.STDOUT,
             # Same intra-op thread count as this process: oneDNN's summation order depends on it,
             # and the tests compare ComfyUI's pixels with headless ones bit for bit.
-            env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
+            env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), **(env or {})})
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + timeout

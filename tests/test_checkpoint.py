@@ -144,3 +144,29 @@ def test_training_state_round_trips_without_pickle(tmp_path):
     opt2.load_state_dict(back["opt"])
     tensors: dict = {}
     assert unpack_state(pack_state({"a": [torch.ones(2), {"b": 3}]}, tensors), tensors)["a"][1] == {"b": 3}
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m.pop("model_config"), "has no model_config object"),
+    (lambda m: m.update(model_config=[1, 2]), "has no model_config object"),
+    (lambda m: m["model_config"].update(conditions={"style": "noto"}), "labels must be a list"),
+    (lambda m: m["model_config"].update(conditions={"style": ["a", "a"]}), "distinct names"),
+    (lambda m: m.update(format_version="one"), "format_version 'one' is not a whole number"),
+    (lambda m: m["model_config"].update(latent_dim=2**31), "latent_dim must be a whole number from 1 to 4096"),
+    (lambda m: m["model_config"].update(base_channels="32"), "base_channels must be a whole number"),
+], ids=["no-config", "config-list", "vocab-not-list", "vocab-repeats", "version-text", "huge-latent", "text-size"])
+def test_a_header_that_lies_is_refused_naming_the_file_before_anything_is_built(tiny_model, tmp_path, change, message):
+    from cvae_art.vae_core.checkpoint import model_metadata, save_tensors
+
+    meta = model_metadata(tiny_model, 0)
+    change(meta)
+    path = save_tensors(tmp_path / "lying.safetensors", tiny_model.state_dict(), meta)
+    with pytest.raises(CheckpointError, match=rf"lying\.safetensors: .*{message}"):
+        load_model(path)
+
+
+def test_metadata_that_is_not_a_json_object_is_refused(tiny_model, tmp_path):
+    path = tmp_path / "list.safetensors"
+    save_file({"w": torch.zeros(1)}, str(path), metadata={"cvae": "[1, 2]"})
+    with pytest.raises(CheckpointError, match=r"list\.safetensors: its 'cvae' metadata is a JSON list"):
+        load_model(path)

@@ -59,6 +59,23 @@ def test_comfyui_lists_every_node_and_registers_models_cvae(comfyui):
     assert choices == ["cvae_emoji_64.safetensors [bundled]", "tiny.safetensors"]  # filtered by extension
 
 
+def test_comfyui_without_opencv_loads_every_node(tmp_path):
+    """A pack installed with requirements.txt alone has no cv2: it must still load, all of it."""
+    from comfy_pack import load_pack
+
+    blocker = tmp_path / "no_opencv" / "cv2"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('OpenCV is not installed (test)')\n")
+    base = tmp_path / "base"
+    (base / "custom_nodes").mkdir(parents=True)
+    (base / "custom_nodes" / "cvae_art").symlink_to(REPO, target_is_directory=True)
+    with comfyui_server(base, env={"PYTHONPATH": str(blocker.parent)}) as url:
+        info = _get(url + "/object_info")
+    assert set(load_pack().NODE_CLASS_MAPPINGS) <= set(info), "a node failed to register without OpenCV"
+    log = (base / "comfyui.log").read_text()
+    assert not [line for line in log.splitlines() if "IMPORT FAILED" in line and "cvae_art" in line]
+
+
 def test_comfyui_runs_a_prompt_and_embeds_the_graph(comfyui):
     url, base = comfyui
     prompt = {

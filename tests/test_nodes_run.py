@@ -399,6 +399,13 @@ def test_save_images_embeds_prompt_and_workflow_like_core_saveimage(pack, env):
     (_, ui3) = run(pack, "CVAESaveImages", images=images, filename_prefix="kept", file_names="disc/a.jpg\nb.png", prompt=PROMPT)
     assert (out / "kept" / "disc" / "a.png").is_file() and (out / "kept" / "b.png").is_file()
     assert ui3["images"][0] == {"filename": "a.png", "subfolder": "kept/disc", "type": "output"}
+    # same.png and same.jpg would both be same.png: the second keeps its extension in the name.
+    three = torch.rand(3, 8, 8, 3)
+    (_, ui4) = run(pack, "CVAESaveImages", images=three, filename_prefix="twins", file_names="same.png\nsame.jpg\nsame.png")
+    assert [r["filename"] for r in ui4["images"]] == ["same.png", "same_jpg.png", "same_2.png"]
+    for i, name in enumerate(["same.png", "same_jpg.png", "same_2.png"]):
+        with Image.open(out / "twins" / name) as im:
+            assert np.abs(np.asarray(im, np.float32) / 255 - three[i].numpy()).max() <= 0.5 / 255 + 1e-6
     for bad in ("../outside", "/etc/cvae"):
         with pytest.raises(ValueError, match="outside"):
             run(pack, "CVAESaveImages", images=images, filename_prefix=bad)
@@ -534,8 +541,14 @@ def test_restyle_folder_keeps_names_and_finishes_interrupted_runs(pack, env, tin
             assert np.abs(got - expected).max() <= 1, transport
     (_, report2), _ = run(pack, "CVAERestyleFolder", **args)
     assert report2.startswith("0 written, 6 already there")
-    with pytest.raises(ValueError, match="outside"):
-        run(pack, "CVAERestyleFolder", **{**args, "target_folder": "../escape"})
+    for escape in ("../escape", str(tmp_path / "elsewhere")):  # an absolute path too: the output folder only
+        with pytest.raises(ValueError, match="target_folder .* points outside"):
+            run(pack, "CVAERestyleFolder", **{**args, "target_folder": escape})
+    # A symlink planted in the output folder does not lead the write out of it.
+    (env.output_directory() / "link").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(ValueError, match="target_folder 'link/out' points outside"):
+        run(pack, "CVAERestyleFolder", **{**args, "target_folder": "link/out"})
+    assert not (tmp_path / "out").exists() and not (tmp_path / "elsewhere").exists()
     with pytest.raises(ValueError, match="single condition"):
         (two,) = run(pack, "CVAEConditionBatch", cond_a=ring, cond_b=ring)
         run(pack, "CVAERestyleFolder", **{**args, "target_cond": two})

@@ -121,3 +121,55 @@ def test_bad_arguments_give_one_clear_line(tiny_model_path, tmp_path, capsys, ar
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_restyle_and_anomaly_on_a_folder_with_no_readable_image_fail_naming_it(tiny_model_path, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.png").write_bytes(b"not an image")
+    assert main(["restyle", str(tiny_model_path), str(bad), str(tmp_path / "out"), "--to", "label=ring"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: no readable image to restyle (1 unreadable" in err and "Traceback" not in err
+    assert main(["anomaly", str(tiny_model_path), str(bad)]) == 2
+    assert f"{bad}: no readable image to score" in capsys.readouterr().err
+
+
+def test_a_restyle_that_cannot_write_stops_with_a_message_naming_the_output(tiny_model_path, shapes_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "disc").write_text("a file where the disc folder goes")
+    assert main(["restyle", str(tiny_model_path), str(shapes_folder), str(out), "--to", "label=ring"]) == 1
+    err = capsys.readouterr().err
+    assert str(out / "disc") in err and "Traceback" not in err
+    assert (out / "disc").read_text() == "a file where the disc folder goes"
+    assert not [p for p in out.rglob("*.tmp")]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sample", "--n", "1000000000", "--out", "x.png"], "argument --n: must be a whole number from 1 to 4,096"),
+    (["sample", "--temperature", "nan", "--out", "x.png"], "argument --temperature: must be a number from 0 to 3, got nan"),
+    (["sample", "--temperature", "-1", "--out", "x.png"], "got -1.0"),
+    (["sample", "--nrow", "-1", "--out", "x.png"], "argument --nrow: must be a whole number from 1"),
+    (["walk", "--frames", "1000000000", "--out", "x.mp4"], "argument --frames: must be a whole number from 1 to 100,000"),
+    (["walk", "--fps", "nan", "--out", "x.mp4"], "argument --fps: must be a number from 1 to 120"),
+    (["walk", "--size", "100000", "--out", "x.mp4"], "argument --size: must be a whole number from 8 to 4,096"),
+    (["restyle", "in", "out", "--to", "label=ring", "--batch-size", "0"], "argument --batch-size: must be a whole number from 1"),
+], ids=["n-huge", "t-nan", "t-negative", "nrow-negative", "frames-huge", "fps-nan", "size-huge", "batch-zero"])
+def test_numbers_out_of_range_are_refused_naming_the_option(tiny_model_path, tmp_path, capsys, argv, message, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main([argv[0], str(tiny_model_path), *argv[1:]])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_a_condition_weight_that_is_not_finite_and_an_output_that_is_a_folder(tiny_model_path, tmp_path, capsys):
+    assert main(["sample", str(tiny_model_path), "--cond", "label=ring:nan", "--out", str(tmp_path / "s.png")]) == 2
+    assert "the weight of 'ring' must be a number from -100 to 100" in capsys.readouterr().err
+    (tmp_path / "taken.png").mkdir()
+    assert main(["sample", str(tiny_model_path), "--out", str(tmp_path / "taken.png")]) == 1
+    assert f"{tmp_path / 'taken.png'}: Is a directory" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("keep me")
+    assert main(["sample", str(tiny_model_path), "--out", str(tmp_path / "notes.txt" / "s.png")]) == 1
+    assert "notes.txt" in capsys.readouterr().err and (tmp_path / "notes.txt").read_text() == "keep me"

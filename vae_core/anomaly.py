@@ -11,11 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ._cv2 import ERRORS as CV2_ERRORS, require_cv2
 from .conditions import Cond, CondSpec
 from .images import ImageReadError, fit, list_images, load_image, to_tensor, to_uint8
 from .losses import kl_divergence, reconstruction_nll
@@ -80,7 +80,7 @@ def heatmap(
     images: torch.Tensor | np.ndarray | None = None,
     alpha: float = 0.5,
     vmax: float | None = None,
-    colormap: int = cv2.COLORMAP_INFERNO,
+    colormap: str = "INFERNO",
 ) -> np.ndarray:
     """Colour error maps [B, H, W] as uint8 RGB [B, H, W, 3], optionally over the images.
 
@@ -100,9 +100,10 @@ def heatmap(
             base = base[None]
         if base.shape[0] != gray.shape[0]:
             raise ValueError(f"{base.shape[0]} images for {gray.shape[0]} error maps")
+    cv2 = require_cv2("the anomaly heat map's colour map")
     out = []
     for i, g in enumerate(gray):
-        heat = cv2.cvtColor(cv2.applyColorMap(g, colormap), cv2.COLOR_BGR2RGB)
+        heat = cv2.cvtColor(cv2.applyColorMap(g, getattr(cv2, f"COLORMAP_{colormap}")), cv2.COLOR_BGR2RGB)
         if base is not None:
             h, w = base[i].shape[:2]
             if heat.shape[:2] != (h, w):
@@ -148,7 +149,7 @@ def score_folder(
             try:
                 arrays.append(load_image(p, r, background))
                 keep.append(p)
-            except (ImageReadError, cv2.error) as err:
+            except (ImageReadError, *CV2_ERRORS) as err:
                 skipped.append((str(p), str(err)))
         if keep:
             c = fixed if fixed is not None else subfolder_condition(model, [p.relative_to(folder) for p in keep])

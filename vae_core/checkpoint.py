@@ -52,9 +52,14 @@ def read_metadata(path: str | Path) -> dict:
         meta = json.loads(raw)
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path}: its '{_META_KEY}' metadata is not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: its '{_META_KEY}' metadata is a JSON {type(meta).__name__}, not an object")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+    version = meta.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError(f"{path}: its format_version {version!r} is not a whole number")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format version {meta['format_version']} is newer than this code "
             f"understands ({FORMAT_VERSION}); update cvae-art"
@@ -107,7 +112,14 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> CV
     meta = read_metadata(path)
     if meta.get("kind", "model") != "model":
         raise CheckpointError(f"{path} is a training state ({meta.get('kind')}), not a model; load the model.safetensors beside it")
-    model = CVAE(ModelConfig.from_dict(meta["model_config"]))
+    config = meta.get("model_config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: its metadata has no model_config object (found {type(config).__name__})")
+    try:  # every size and label list is checked before anything is allocated
+        config = ModelConfig.from_dict(config)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: its model_config is invalid ({err})") from None
+    model = CVAE(config)
     state = {k: v.float() for k, v in load_file(str(path)).items()}
     if "prior" in meta:
         model.prior = _prior_from(path, meta["prior"], model, state)

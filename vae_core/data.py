@@ -11,12 +11,12 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ._cv2 import ERRORS as CV2_ERRORS
 from .images import IMAGE_EXTENSIONS, ImageReadError, list_images, load_image
 
 # Above this many bytes the decoded cache lives in a memory-mapped file in the run folder.
@@ -93,7 +93,7 @@ class _DecodeDataset(Dataset):
     def __getitem__(self, i: int):
         try:
             return i, load_image(self.files[i], self.size, self.background), ""
-        except (ImageReadError, cv2.error) as err:
+        except (ImageReadError, *CV2_ERRORS) as err:
             return i, np.zeros((self.size, self.size, 3), np.uint8), str(err)
 
 

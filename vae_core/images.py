@@ -1,4 +1,5 @@
-"""Image I/O and layout: OpenCV decodes and resizes, everything else is torch.
+"""Image I/O and layout: OpenCV decodes and resizes where it is installed, Pillow otherwise;
+everything else is torch.
 
 Arrays on disk-side are uint8 HxWx3 RGB; tensors are float [B, 3, H, W] in 0..1 (ComfyUI's IMAGE
 is [B, H, W, 3]; the nodes convert at their edge).
@@ -7,14 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ._cv2 import cv2
 from .files import atomic_write
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
 
 class ImageReadError(ValueError):
@@ -35,13 +36,17 @@ def parse_color(color: str | tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def read_image(path: str | Path, background: str | tuple[int, int, int] = "white") -> np.ndarray:
-    """Any PNG/JPEG/WebP/TIFF (grey, 16-bit, alpha) -> uint8 HxWx3 RGB, alpha over `background`."""
+    """Any PNG/JPEG/WebP/TIFF/BMP/GIF (grey, 16-bit, alpha) -> uint8 HxWx3 RGB, alpha over
+    `background`, turned upright by its EXIF orientation (a phone photo's rotation)."""
     path = Path(path)
+    bg = parse_color(background)
     try:
         buf = np.fromfile(str(path), dtype=np.uint8)
     except OSError as err:
         raise ImageReadError(f"{path}: cannot read ({err.strerror})") from None
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    img = _decode_cv2(buf) if cv2 is not None and path.suffix.lower() != ".gif" else None
+    if img is None:
+        img = _decode_pillow(buf)
     if img is None:
         raise ImageReadError(f"{path}: not a readable image (corrupt or unsupported format)")
     if img.dtype == np.uint16:
@@ -49,24 +54,77 @@ def read_image(path: str | Path, background: str | tuple[int, int, int] = "white
     elif img.dtype != np.uint8:
         img = np.clip(img.astype(np.float32) * (255.0 if img.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
     if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+        img = np.repeat(img[:, :, None], 3, axis=2)
     elif img.shape[2] == 4:
         alpha = img[:, :, 3:4].astype(np.float32) / 255.0
-        bg = np.array(parse_color(background)[::-1], dtype=np.float32)  # BGR like img
-        img = (img[:, :, :3].astype(np.float32) * alpha + bg * (1 - alpha)).round().astype(np.uint8)
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    else:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return img
+        img = (img[:, :, :3].astype(np.float32) * alpha + np.array(bg, np.float32) * (1 - alpha)).round().astype(np.uint8)
+    return np.ascontiguousarray(_upright(img, _orientation(buf)))
+
+
+def _decode_cv2(buf: np.ndarray) -> np.ndarray | None:
+    """RGB(A) or grey, any depth, as stored (OpenCV ignores the EXIF orientation here)."""
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if img is None or img.ndim == 2:
+        return img
+    return cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+
+
+def _decode_pillow(buf: np.ndarray) -> np.ndarray | None:
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(buf.tobytes())) as im:
+            im.seek(0)  # a GIF's first frame
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                return np.asarray(im).astype(np.uint16 if im.mode.startswith("I;16") else np.int64).clip(0, 65535).astype(np.uint16)
+            alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+            return np.asarray(im.convert("RGBA" if alpha else "RGB"))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+
+
+def _orientation(buf: np.ndarray) -> int:
+    """The EXIF orientation tag (1 = upright) from the file's header, without decoding pixels."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(buf.tobytes())) as im:
+            return int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a missing or broken EXIF block means upright
+        return 1
+
+
+def _upright(img: np.ndarray, orientation: int) -> np.ndarray:
+    """The EXIF orientation's transform (as Pillow's ImageOps.exif_transpose does it)."""
+    return {
+        2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+        5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.rot90(a, 2).transpose(1, 0, 2), 8: lambda a: np.rot90(a, 1),
+    }.get(orientation, lambda a: a)(img)
+
+
+def resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """uint8 HxWx3 to width x height: area averaging when shrinking, bicubic when enlarging."""
+    h, w = img.shape[:2]
+    shrink = width * height < w * h
+    if cv2 is not None:
+        return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.BOX if shrink else Image.Resampling.BICUBIC))
 
 
 def resize_center_crop(img: np.ndarray, size: int) -> np.ndarray:
-    """Scale the short side to `size` (INTER_AREA when shrinking) and centre-crop a square."""
+    """Scale the short side to `size` and centre-crop a square."""
     h, w = img.shape[:2]
     s = size / min(h, w)
     if (h, w) != (size, size):
         nh, nw = max(size, round(h * s)), max(size, round(w * s))
-        img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+        img = resize(img, nw, nh)
         top, left = (nh - size) // 2, (nw - size) // 2
         img = img[top : top + size, left : left + size]
     return np.ascontiguousarray(img)

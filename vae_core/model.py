@@ -18,6 +18,12 @@ from .prior import PRIOR_CHOICES
 RECON_LOSSES = ("mse", "l1", "bce", "gaussian")
 
 
+# Sizes a model may have: beyond these a CPU or a GPU only runs out of memory (a latent of 2^31
+# dims would ask for terabytes), so a checkpoint's header that claims them is refused first.
+_SIZES = {"resolution": (32, 256), "latent_dim": (1, 4096), "base_channels": (1, 1024), "max_channels": (1, 4096),
+          "encoder_blocks": (0, 16), "decoder_blocks": (0, 16), "embed_dim": (1, 1024)}
+
+
 @dataclass
 class ModelConfig:
     resolution: int = 64
@@ -35,13 +41,22 @@ class ModelConfig:
     recon: str = "gaussian"
 
     def __post_init__(self) -> None:
+        for name, (lo, hi) in _SIZES.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                what = "a power of two" if name == "resolution" else "a whole number"
+                raise ValueError(f"{name} must be {what} from {lo} to {hi}, got {v!r}")
         r = self.resolution
-        if r < 32 or r > 256 or r & (r - 1):
+        if r & (r - 1):
             raise ValueError(f"resolution must be a power of two from 32 to 256, got {r}")
         if self.recon not in RECON_LOSSES:
             raise ValueError(f"recon must be one of {RECON_LOSSES}, got {self.recon!r}")
-        if self.latent_dim < 1:
-            raise ValueError("latent_dim must be positive")
+        if not isinstance(self.conditions, dict):
+            raise ValueError(f"conditions must map factor names to label lists, got {type(self.conditions).__name__}")
+        for factor, labels in self.conditions.items():
+            if not isinstance(factor, str) or not isinstance(labels, (list, tuple)) or not 1 <= len(labels) <= 100_000 \
+                    or not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
+                raise ValueError(f"condition {factor!r}: labels must be a list of 1 to 100000 distinct names")
         self.conditions = {k: list(v) for k, v in self.conditions.items()}
 
     @property

@@ -11,14 +11,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .files import atomic_write
+from ._cv2 import ERRORS as CV2_ERRORS
 from .conditions import Cond, CondSpec, labels_to_condition
-from .images import ImageReadError, list_images, read_image, resize_center_crop, to_tensor, to_uint8
+from .files import atomic_write
+from .images import ImageReadError, list_images, read_image, resize, resize_center_crop, to_tensor, to_uint8
 from .prior import TRANSPORT_CHOICES
 
 JPEG_QUALITY = 95
@@ -62,36 +62,42 @@ def _check_transport(transport: str) -> None:
 
 
 def check_folders(src: Path, dst: Path) -> None:
-    """Refuse an output folder that is the input folder (restyle never overwrites its inputs)."""
+    """Refuse an output folder that is, holds or sits inside the input folder: restyle never
+    reads its own outputs as inputs and never writes over an input."""
     if not src.is_dir():
         raise FileNotFoundError(f"input folder {src} does not exist")
     if dst.exists() and not dst.is_dir():
         raise ValueError(f"output {dst} exists and is not a folder")
-    if src.resolve() == dst.resolve():
+    s, d = src.resolve(), dst.resolve()
+    if s == d:
         raise ValueError(
             f"input and output are the same folder ({src}); restyle never overwrites its inputs: "
             "choose another output folder"
         )
-
-
-def _input_files(src: Path, dst: Path) -> list[Path]:
-    """Images under src, minus anything under dst when dst sits inside src (earlier outputs)."""
-    files = list_images(src)
-    dst_r = dst.resolve()
-    if dst_r.is_relative_to(src.resolve()):
-        files = [p for p in files if not p.resolve().is_relative_to(dst_r)]
-    return files
+    if d.is_relative_to(s):
+        raise ValueError(f"output folder {dst} is inside the input folder {src}: its files would be read as inputs "
+                         "or written over them; choose an output folder outside the input folder")
+    if s.is_relative_to(d):
+        raise ValueError(f"input folder {src} is inside the output folder {dst}: outputs would be written over inputs; "
+                         "choose an output folder outside the input folder")
 
 
 def _encode_file(path: Path, image: np.ndarray) -> bytes:
+    """The file's bytes in the format its extension names (JPEG at quality 95, WebP lossless)."""
+    import io
+
+    from PIL import Image
+
     ext = path.suffix.lower()
-    params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext in (".jpg", ".jpeg") else []
-    if ext == ".webp":
-        params = [cv2.IMWRITE_WEBP_QUALITY, 101]  # lossless: WebP over 100 means lossless in OpenCV
-    ok, buf = cv2.imencode(ext, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
-    if not ok:
-        raise ValueError(f"{path}: OpenCV cannot write {ext} files")
-    return buf.tobytes()
+    formats = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP", ".tif": "TIFF",
+               ".tiff": "TIFF", ".gif": "GIF"}
+    if ext not in formats:
+        raise ValueError(f"{path}: cannot write {ext or 'extension-less'} files")
+    options = {".jpg": {"quality": JPEG_QUALITY}, ".jpeg": {"quality": JPEG_QUALITY}, ".webp": {"lossless": True},
+               ".png": {"compress_level": 4}}.get(ext, {})
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format=formats[ext], **options)
+    return buf.getvalue()
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -133,7 +139,7 @@ def restyle_folder(
     _check_transport(transport)
     target_cond = model.condition(target, 1)  # bad specs fail before any work
     source_cond = None if source is None else model.condition(source, 1)
-    files = _input_files(src, dst)
+    files = list_images(src)
     inputs = {p.resolve() for p in files}
     for p in files:
         out = (dst / p.relative_to(src)).resolve()
@@ -160,7 +166,7 @@ def restyle_folder(
             for p in batch:
                 try:
                     img = read_image(p, background)
-                except (ImageReadError, cv2.error) as err:
+                except (ImageReadError, *CV2_ERRORS) as err:
                     report.failed.append((str(p), str(err)))
                     continue
                 sizes.append(min(img.shape[:2]))
@@ -171,13 +177,16 @@ def restyle_folder(
                 outs = _restyle_batch(model, np.stack(arrays), rels, source_cond, target_cond, sample, seed, transport)
                 for p, rel, out, side in zip(keep, rels, outs, sizes):
                     if size == "source" and side != r:
-                        out = cv2.resize(out, (side, side), interpolation=cv2.INTER_AREA if side < r else cv2.INTER_CUBIC)
+                        out = resize(out, side, side)
                     dest = dst / rel
                     try:
-                        _write(dest, _encode_file(dest, out))
-                    except (OSError, ValueError) as err:
+                        data = _encode_file(dest, out)
+                    except ValueError as err:
                         report.failed.append((str(p), str(err)))
                         continue
+                    # A write that fails (read-only, disk full) stops the run: the next file would
+                    # fail the same way. What is written is whole, and a re-run continues from it.
+                    _write(dest, data)
                     report.written.append(str(dest))
             done += len(batch)
             bar.update(len(batch))
