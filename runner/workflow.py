@@ -66,6 +66,8 @@ def read_workflow(path: str | Path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise WorkflowValidationError([WorkflowError("bad_file", f"not a JSON workflow: {err}")], str(path)) from err
+    except RecursionError:
+        raise WorkflowValidationError([WorkflowError("bad_file", "nested too deeply to be a workflow")], str(path)) from None
     return data
 
 

@@ -195,3 +195,17 @@ def test_batches_cover_an_epoch_without_repeats():
     assert len(set(np.concatenate(epoch))) == 16 and set(np.concatenate(epoch)) <= set(train_idx)
     assert not np.array_equal(batch_indices(train_idx, 8, 2, seed=1), epoch[0])  # a new shuffle next epoch
     assert not np.array_equal(batch_indices(train_idx, 8, 0, seed=2), epoch[0])
+
+
+def test_a_metadata_csv_that_is_not_utf8_and_a_file_name_that_is_not_utf8(tmp_path):
+    root = write_shapes_folder(tmp_path / "set", per_style=3)
+    (root / "metadata.csv").write_bytes(b"path,label\n\xff\xfe.png,disc\n")
+    with pytest.raises(DataError, match=r"metadata\.csv: not UTF-8 text .*save it as UTF-8"):
+        load_image_set(root, 32, ["label"], workers=0, progress=False)
+    (root / "metadata.csv").unlink()
+    odd = root / "disc" / (b"\xff\xfeodd.png").decode("utf-8", "surrogateescape")
+    odd.write_bytes(next((root / "disc").glob("*.png")).read_bytes())
+    data = load_image_set(root, 32, workers=0, progress=False)  # once stopped the whole run
+    assert len(data) == 7 and any("odd" in n for n in data.names)
+    train_idx, val_idx = data.split(0.3)
+    assert len(train_idx) + len(val_idx) == 7

@@ -460,3 +460,11 @@ def test_cli_exit_codes(tmp_path, registered, capsys):
     not_workflow.write_text("[1, 2]")
     assert main(["run", str(not_workflow)]) == 2
     assert "not a ComfyUI workflow" in capsys.readouterr().err
+
+
+def test_a_workflow_nested_too_deeply_is_a_validation_error(tmp_path, capsys):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["run", str(path)]) != 0
+    err = capsys.readouterr().err
+    assert "deep.json" in err and "nested too deeply" in err and "Traceback" not in err

@@ -260,3 +260,10 @@ def test_cosine_schedule_decays_to_its_floor_and_resumes_exactly(shapes_folder, 
     assert_same_run(resumed, full)
     with pytest.raises(ValueError, match="lr_schedule must be one of constant, cosine"):
         Trainer(replace(cfg, lr_schedule="linear"), data=shapes_set, progress=False)
+
+
+def test_resume_with_a_truncated_config_names_the_file(shapes_folder, shapes_set, tmp_path):
+    train(config(shapes_folder, tmp_path, 4), data=shapes_set, progress=False)
+    (tmp_path / "config.json").write_text('{"train": {')
+    with pytest.raises(ValueError, match=r"--resume: .*config\.json is missing, truncated"):
+        train(config(shapes_folder, tmp_path, 8), data=shapes_set, resume=True, progress=False)

@@ -7,6 +7,7 @@ validation split is a hash of each file's relative path, so it is stable when fi
 from __future__ import annotations
 
 import csv
+import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,7 @@ class ImageSet:
         """(train indices, validation indices), by a hash of each name."""
         if val_fraction <= 0 or len(self) < 2:
             return np.arange(len(self)), np.arange(0)
-        h = np.array([zlib.crc32(n.encode()) % 10_000 for n in self.names])
+        h = np.array([zlib.crc32(os.fsencode(n)) % 10_000 for n in self.names])  # any file name, also not UTF-8
         val = h < val_fraction * 10_000
         if val.all() or not val.any():  # tiny sets: keep at least one image on each side
             val = np.zeros(len(self), bool)
@@ -59,8 +60,13 @@ def scan_folder(root: str | Path, conditions: list[str] | None) -> tuple[list[Pa
         raise DataError(f"{root}: no such folder")
     meta = root / "metadata.csv"
     if meta.is_file():
-        with open(meta, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        try:
+            with open(meta, newline="", encoding="utf-8-sig") as f:
+                rows = list(csv.DictReader(f))
+        except UnicodeDecodeError as err:
+            raise DataError(f"{meta}: not UTF-8 text (byte {err.start}); save it as UTF-8 (CSV UTF-8 in a spreadsheet)") from None
+        except csv.Error as err:
+            raise DataError(f"{meta}: not a readable CSV ({err})") from None
         if not rows or "path" not in rows[0]:
             raise DataError(f"{meta}: needs a 'path' column and one column per condition factor")
         factors = conditions or []

@@ -6,6 +6,7 @@ exist so a re-run finishes an interrupted folder, and never writes over its inpu
 """
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -199,7 +200,7 @@ def restyle_folder(
 
 def _file_generator(seed: int, rel: Path) -> torch.Generator:
     """A CPU generator for one file from the run's seed (any int) and its relative path."""
-    return torch.Generator().manual_seed((int(seed) * 1_000_003 + zlib.crc32(rel.as_posix().encode())) % 2**63)
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + zlib.crc32(os.fsencode(rel.as_posix()))) % 2**63)
 
 
 @torch.inference_mode()

@@ -138,7 +138,11 @@ class Trainer:
             state_path = self.run_dir / STATE_FILE
             if not state_path.is_file():
                 raise FileNotFoundError(f"--resume: {state_path} does not exist; nothing to resume in {self.run_dir}")
-            saved = TrainConfig.from_dict(json.loads((self.run_dir / RUN_CONFIG).read_text())["train"])
+            try:
+                saved = TrainConfig.from_dict(json.loads((self.run_dir / RUN_CONFIG).read_text(encoding="utf-8"))["train"])
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                raise ValueError(f"--resume: {self.run_dir / RUN_CONFIG} is missing, truncated or not this run's "
+                                 f"config ({err}); the run cannot be resumed, start it again in a new --out") from None
             saved.steps, saved.max_minutes = cfg.steps, cfg.max_minutes  # the two things a resume may change
             saved.data = cfg.data or saved.data
             cfg = saved
