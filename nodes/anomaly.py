@@ -5,6 +5,7 @@ import torch
 
 from ..vae_core.anomaly import anomaly_scores, heatmap
 from ..vae_core.images import fit
+from ..vae_core.limits import widget
 from . import comfy
 from .common import CHUNK, cond_input, model_cond, model_input, seed_input, to_bchw
 from .folders import split_names
@@ -38,7 +39,7 @@ class CVAEAnomalyScore:
                 "model": model_input("A model trained on normal images of this kind."),
                 "image": ("IMAGE", {"tooltip": "Images to score; any size, cropped to a centred square."}),
                 "rank_by": (RANKINGS, {"default": "neg_elbo", "tooltip": "neg_elbo also counts how unusual the latent is; recon_error only how badly it is redrawn."}),
-                "samples": ("INT", {"default": 8, "min": 1, "max": 256, "step": 1, "tooltip": "Latent draws for the ELBO estimate: more is steadier and slower."}),
+                "samples": ("INT", {"default": 8, **widget("samples"), "step": 1, "tooltip": "Latent draws for the ELBO estimate: more is steadier and slower."}),
                 "seed": seed_input("Seed of the ELBO draws; same seed, same scores."),
                 "overlay": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Heat-map opacity over the image (1 = heat map only)."}),
                 "filename_prefix": ("STRING", {"default": "cvae/anomaly/scores", "tooltip": "The score table is saved as <prefix>_00001_.tsv inside the output folder (numbered, never overwritten); may hold subfolders."}),

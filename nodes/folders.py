@@ -12,6 +12,7 @@ import torch
 
 from ..vae_core._cv2 import ERRORS as CV2_ERRORS
 from ..vae_core.images import ImageReadError, list_images, load_image, save_png
+from ..vae_core.limits import widget
 from ..vae_core.prior import TRANSPORT_CHOICES
 from ..vae_core.restyle import restyle_folder
 from . import comfy
@@ -154,7 +155,7 @@ class CVAERestyleFolder:
                 "mode": (["mean", "sample"], {"default": "mean", "tooltip": "mean: faithful and deterministic; sample: a random variation per file."}),
                 "seed": seed_input("Seed of the variations in 'sample' mode (each file gets its own, stable one)."),
                 "size": (["model", "source"], {"default": "model", "tooltip": "model: write the model's resolution; source: scale back to each source image's size."}),
-                "batch_size": ("INT", {"default": 32, "min": 1, "max": 1024, "step": 1, "tooltip": "Images per forward pass."}),
+                "batch_size": ("INT", {"default": 32, **widget("batch_size"), "step": 1, "tooltip": "Images per forward pass."}),
                 "overwrite": ("BOOLEAN", {"default": False, "tooltip": "Replace files already in the target folder (otherwise they are kept and skipped)."}),
                 "background": ("STRING", {"default": "white", "tooltip": "Colour behind transparent pixels: white, black, grey or #rrggbb."}),
             },

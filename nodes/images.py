@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..vae_core.images import grid
+from ..vae_core.limits import widget
 from .common import to_bchw, to_image
 
 
@@ -20,7 +21,7 @@ class CVAEImageGrid:
     def INPUT_TYPES(cls):
         return {"required": {
             "images": ("IMAGE", {"tooltip": "The images to lay out (one batch: all the same size)."}),
-            "nrow": ("INT", {"default": 8, "min": 1, "max": 1024, "step": 1, "tooltip": "Images per row; the last row may be shorter."}),
+            "nrow": ("INT", {"default": 8, **widget("nrow"), "step": 1, "tooltip": "Images per row; the last row may be shorter."}),
             "padding": ("INT", {"default": 2, "min": 0, "max": 256, "step": 1, "tooltip": "White gap between images and around the grid, in pixels."}),
         }}
 

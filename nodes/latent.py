@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..vae_core import latent as ops
+from ..vae_core.limits import widget
 from ..vae_core.prior import PRIOR_CHOICES
 from ..vae_core.schedule import EASINGS, keyframe_path
 from .common import (
@@ -87,9 +88,9 @@ class CVAESample:
         return {
             "required": {
                 "model": model_input(),
-                "count": ("INT", {"default": 8, "min": 1, "max": 4096, "step": 1, "tooltip": "How many samples."}),
+                "count": ("INT", {"default": 8, **widget("count"), "step": 1, "tooltip": "How many samples."}),
                 "seed": seed_input("Same seed, same samples."),
-                "temperature": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 3.0, "step": 0.01, "tooltip": "Spread of the latents: 1 is the prior as learned, lower is more typical, higher more varied (and odder)."}),
+                "temperature": ("FLOAT", {"default": 1.0, **widget("temperature"), "step": 0.01, "tooltip": "Spread of the latents: 1 is the prior as learned, lower is more typical, higher more varied (and odder)."}),
             },
             # Optional, so workflows saved before the learned prior existed still validate.
             "optional": {
@@ -253,7 +254,7 @@ def path_inputs() -> dict:
     return {
         "method": (["slerp", "lerp"], {"default": "slerp", "tooltip": "slerp follows the sphere where latents live (no washed-out middle); lerp is a straight line."}),
         "easing": (list(EASINGS), {"default": "ease-in-out", "tooltip": "Speed curve between two keyframes; ease-in-out lingers near each keyframe."}),
-        "hold": ("INT", {"default": 0, "min": 0, "max": 10000, "step": 1, "tooltip": "Extra frames each keyframe stays still."}),
+        "hold": ("INT", {"default": 0, **widget("hold"), "step": 1, "tooltip": "Extra frames each keyframe stays still."}),
         "loop": ("BOOLEAN", {"default": False, "tooltip": "Return from the last keyframe to the first, so the video loops seamlessly."}),
         "pingpong": ("BOOLEAN", {"default": False, "tooltip": "Go through the keyframes and back again."}),
     }
@@ -271,7 +272,7 @@ class CVAEInterpolate:
     def INPUT_TYPES(cls):
         return {"required": {
             "keyframes": latent_input("Keyframe latents, in order (a batch: from Encode, Sample or Latent Batch)."),
-            "frames": ("INT", {"default": 48, "min": 1, "max": 100000, "step": 1, "tooltip": "Total frames of the walk, keyframes and holds included."}),
+            "frames": ("INT", {"default": 48, **widget("frames"), "step": 1, "tooltip": "Total frames of the walk, keyframes and holds included."}),
             **path_inputs(),
         }}
 

@@ -11,6 +11,7 @@ import torch
 from ..vae_core.checkpoint import load_model, save_model
 from ..vae_core.data import image_set_from_arrays
 from ..vae_core.images import fit, list_images, to_uint8
+from ..vae_core.limits import widget
 from ..vae_core.losses import LossConfig
 from ..vae_core.model import RECON_LOSSES, ModelConfig
 from ..vae_core.plots import loss_plot
@@ -139,7 +140,7 @@ class CVAETrainModel:
                 "factor": ("STRING", {"default": "style", "tooltip": "Name of the condition factor: the metadata.csv column, or the name given to sub-folder labels. Empty: unconditional."}),
                 "resolution": (["32", "64", "128", "256"], {"default": "64", "tooltip": "Training resolution in pixels; images are resized and centre-cropped."}),
                 "steps": ("INT", {"default": 2000, "min": 1, "max": 1_000_000, "step": 1, "tooltip": "Optimizer steps; a 64 px model needs a few thousand for recognisable output."}),
-                "batch_size": ("INT", {"default": 64, "min": 1, "max": 1024, "step": 1, "tooltip": "Images per step."}),
+                "batch_size": ("INT", {"default": 64, **widget("batch_size"), "step": 1, "tooltip": "Images per step."}),
                 "learning_rate": ("FLOAT", {"default": 1e-3, "min": 1e-6, "max": 0.1, "step": 1e-5, "round": 1e-6, "tooltip": "AdamW learning rate; lower it if the loss jumps or becomes NaN."}),
                 "latent_dim": ("INT", {"default": 128, "min": 2, "max": 1024, "step": 1, "tooltip": "Size of the latent vector."}),
                 "recon_loss": (list(RECON_LOSSES), {"default": "gaussian", "tooltip": "Reconstruction loss; gaussian learns its own noise level (best default)."}),

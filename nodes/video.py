@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from ..vae_core.limits import widget
 from ..vae_core.schedule import condition_path, keyframe_path
 from ..vae_core.walk import render_walk
 from . import comfy
@@ -56,13 +57,13 @@ class CVAERenderWalk:
                 "model": model_input(),
                 "latents": latent_input("Keyframe latents in order; or, with frames = 0, the frames themselves (from CVAE Interpolate). "
                                         "A single latent with a batch of K conditions becomes K keyframes, one per condition."),
-                "frames": ("INT", {"default": 96, "min": 0, "max": 100000, "step": 1, "tooltip": "Total frames of the video; 0 = use the latents as the frames, unchanged."}),
+                "frames": ("INT", {"default": 96, "min": 0, "max": widget("frames")["max"], "step": 1, "tooltip": "Total frames of the video; 0 = use the latents as the frames, unchanged."}),
                 **path_inputs(),
                 "format": (FORMATS, {"default": "mp4", "tooltip": "mp4 (H.264) plays everywhere; webm (VP9); gif; animated webp."}),
-                "fps": ("FLOAT", {"default": 24.0, "min": 1.0, "max": 120.0, "step": 0.01, "tooltip": "Frames per second."}),
+                "fps": ("FLOAT", {"default": 24.0, **widget("fps"), "step": 0.01, "tooltip": "Frames per second."}),
                 "quality": ("INT", {"default": 80, "min": 0, "max": 100, "step": 1, "tooltip": "Higher is better and bigger (mp4/webm/webp)."}),
                 "loop_count": ("INT", {"default": 0, "min": 0, "max": 1000, "step": 1, "tooltip": "gif/webp: how many extra times to play; 0 = forever."}),
-                "size": ("INT", {"default": 256, "min": 0, "max": 4096, "step": 1, "tooltip": "Video size in pixels (square); 0 = the model's resolution."}),
+                "size": ("INT", {"default": 256, "min": 0, "max": widget("video_size")["max"], "step": 1, "tooltip": "Video size in pixels (square); 0 = the model's resolution."}),
                 "filename_prefix": ("STRING", {"default": "cvae/walk", "tooltip": "Inside the output folder; may hold subfolders; numbered, never overwritten."}),
             },
             "optional": {

@@ -136,3 +136,17 @@ def test_defaults_fit_the_bundled_model(pack):
     labels = {m["CVAEConditionBlendLabels"].INPUT_TYPES()["required"][f"label_{i}"][1]["default"] for i in range(1, 5)}
     assert labels == {"noto", "emojitwo", "openmoji", "twemoji2015"}
     assert (REPO / "assets" / m["CVAELoadImageFolder"].INPUT_TYPES()["required"]["folder"][1]["default"]).is_dir()
+
+
+def test_widget_ranges_are_the_ones_the_cli_checks(pack):
+    from cvae_art.vae_core.limits import RANGES
+
+    def spec(node, name):
+        inputs = pack.NODE_CLASS_MAPPINGS[node].INPUT_TYPES()
+        return {**inputs.get("required", {}), **inputs.get("optional", {})}[name][1]
+
+    for node, name, rng in [("CVAESample", "count", "count"), ("CVAESample", "temperature", "temperature"),
+                            ("CVAEInterpolate", "frames", "frames"), ("CVAERenderWalk", "frames", "frames"),
+                            ("CVAERenderWalk", "fps", "fps"), ("CVAERenderWalk", "size", "video_size"),
+                            ("CVAERestyleFolder", "batch_size", "batch_size"), ("CVAEImageGrid", "nrow", "nrow")]:
+        assert spec(node, name)["max"] == RANGES[rng].hi, (node, name)
