@@ -173,3 +173,21 @@ def test_a_condition_weight_that_is_not_finite_and_an_output_that_is_a_folder(ti
     (tmp_path / "notes.txt").write_text("keep me")
     assert main(["sample", str(tiny_model_path), "--out", str(tmp_path / "notes.txt" / "s.png")]) == 1
     assert "notes.txt" in capsys.readouterr().err and (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_the_library_and_the_cli_load_neither_the_node_pack_nor_the_runner(tiny_model_path, tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cvae_art.vae_core\n"
+        "from cvae_art.cli import main\n"
+        f"assert main(['sample', {str(tiny_model_path)!r}, '--n', '2', '--out', {str(tmp_path / 's.png')!r}]) == 0\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('cvae_art.nodes', 'cvae_art.runner'))))\n"
+        "import cvae_art\n"
+        "print(len(cvae_art.NODE_CLASS_MAPPINGS))\n"  # ComfyUI's attribute still works, on first access
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    loaded, nodes = out.stdout.strip().splitlines()[-2:]
+    assert loaded == "[]" and int(nodes) == 25
