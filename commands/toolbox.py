@@ -113,7 +113,7 @@ def _walk_run(a: argparse.Namespace) -> int:
 
     from ..vae_core import latent
     from ..vae_core.images import load_image, to_tensor
-    from ..vae_core.schedule import condition_path, keyframe_path
+    from ..vae_core.schedule import keyframe_path, sweep_condition
     from ..vae_core.walk import render_walk
 
     if bool(a.from_image) != bool(a.to_image):
@@ -136,11 +136,7 @@ def _walk_run(a: argparse.Namespace) -> int:
     if a.renormalize:
         z = latent.renormalize(z, a.temperature)
     if a.cond_from or a.cond_to:
-        # A sweep that follows the keyframe schedule when it has the same two ends; otherwise it
-        # spans the whole walk with the same easing and looping.
-        same = keys.shape[0] == 2
-        cond = condition_path([cond_from, cond_to], len(z), hold=a.hold if same else 0,
-                              segment_frames=seg if same else None, **schedule_args)
+        cond = sweep_condition(cond_from, cond_to, len(z), keys.shape[0], hold=a.hold, segment_frames=seg, **schedule_args)
     else:
         cond = cond_from
     path = render_walk(model, z, cond, a.out, fps=a.fps, quality=a.quality, chunk=a.chunk, size=a.size,

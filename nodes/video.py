@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from ..vae_core.limits import widget
-from ..vae_core.schedule import condition_path, keyframe_path
+from ..vae_core.schedule import condition_path, keyframe_path, sweep_condition
 from ..vae_core.walk import render_walk
 from . import comfy
 from .common import broadcast_latent, cond_input, cond_rows, latent_input, latent_z, model_cond, model_input
@@ -15,7 +15,7 @@ FORMATS = ["mp4", "webm", "gif", "webp"]
 
 def walk_condition(model, cond, cond_end, keys: int, frames: int, interpolated: bool, path_args: tuple):
     """The condition of every frame: one for all, one per keyframe (in step with the walk),
-    one per frame, or a sweep from cond to cond_end over the whole video."""
+    one per frame, or a sweep from cond to cond_end planned as the CLI's --cond-from/--cond-to."""
     if cond is None:
         cond = model.condition(None, 1)
     cond = model_cond(model, cond, cond_rows(cond), "cond")
@@ -24,7 +24,8 @@ def walk_condition(model, cond, cond_end, keys: int, frames: int, interpolated: 
         cond_end = model_cond(model, cond_end, cond_rows(cond_end), "cond_end")
         if rows != 1 or cond_rows(cond_end) != 1:
             raise ValueError("with cond_end connected, cond and cond_end must each be a single condition")
-        return condition_path([cond, cond_end], frames)
+        method, easing, hold, loop, pingpong = path_args
+        return sweep_condition(cond, cond_end, frames, 0 if interpolated else keys, easing, loop, pingpong, 0 if interpolated else hold)
     if rows in (1, frames):
         return cond
     if rows == keys and not interpolated:
@@ -68,7 +69,7 @@ class CVAERenderWalk:
             },
             "optional": {
                 "cond": cond_input("Condition: one for all frames, one per keyframe (CVAE Condition Batch), or one per frame; not connected = unconditional."),
-                "cond_end": cond_input("If connected, the style sweeps from cond to cond_end over the whole video."),
+                "cond_end": cond_input("If connected, the style sweeps from cond to cond_end: with two keyframes in step with the walk (holds included), otherwise over the whole video; easing, loop and ping-pong as for the latents."),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }

@@ -31,6 +31,7 @@ def load_pack() -> types.ModuleType:
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
+        assert module.NODE_CLASS_MAPPINGS  # read right after the import, as ComfyUI does (the pack loads then)
         for other, mod in foreign.items():  # still ComfyUI's, untouched
             assert sys.modules[other] is mod and set(vars(mod)) - {"FOREIGN"} <= set(vars(types.ModuleType("x")))
     finally:

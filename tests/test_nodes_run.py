@@ -580,3 +580,20 @@ def test_anomaly_scores_rank_the_odd_image_first_and_save_the_table(pack, env, t
                              seed=0, overlay=0.5, filename_prefix="scan/scores")
     assert again.splitlines()[1].split("\t")[:3] == ["1", "2", ""]
     assert ui2["files"][0].endswith("scores_00002_.tsv") and "image 2 of the batch" in ui2["text"][0]
+
+
+def test_render_walk_sweeps_the_style_as_cvae_walk_does_with_the_same_settings(pack, env, tiny_model, tiny_model_path, tmp_path):
+    """One walk planner: a looping, eased, held 3-keyframe walk from disc to ring gives the same
+    frames from the node as from `cvae walk --cond-from/--cond-to`."""
+    from cvae_art.cli import main
+
+    disc, ring = tiny_model.condition("label=disc"), tiny_model.condition("label=ring")
+    (_, keys) = run(pack, "CVAESample", model=tiny_model, count=3, seed=5, temperature=1.0, cond=disc)
+    (path,), _ = run(pack, "CVAERenderWalk", model=tiny_model, latents=keys, cond=disc, cond_end=ring,
+                     **walk_args(frames=14, easing="ease-in-out", hold=1, loop=True, fps=24.0, quality=80, format="mp4"))
+    cli = tmp_path / "cli.mp4"
+    assert main(["walk", str(tiny_model_path), "--keyframes", "3", "--seed", "5", "--frames", "14", "--easing", "ease-in-out",
+                 "--hold", "1", "--loop", "--cond-from", "label=disc", "--cond-to", "label=ring", "--out", str(cli)]) == 0
+    node_frames, cli_frames = decode_video(path)[0], decode_video(cli)[0]
+    assert node_frames.shape == cli_frames.shape == (14, 32, 32, 3)
+    assert np.array_equal(node_frames, cli_frames)

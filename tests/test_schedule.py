@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from cvae_art.vae_core.conditions import make_condition
 from cvae_art.vae_core.model import CVAE, ModelConfig
-from cvae_art.vae_core.schedule import EASINGS, condition_path, ease, keyframe_path, schedule
+from cvae_art.vae_core.schedule import EASINGS, condition_path, ease, keyframe_path, schedule, sweep_condition
 
 FAST = settings(max_examples=150, deadline=None, database=None)
 REQUIRED = {"linear", "ease-in", "ease-out", "ease-in-out", "smoothstep", "sine"}
@@ -239,3 +239,14 @@ def test_condition_path_sweeps_linearly_in_weights(styled_model):
         assert torch.allclose(e, (1 - t)[:, None] * ek[seg] + t[:, None] * ek[(seg + 1) % 3], atol=1e-5)
     with pytest.raises(ValueError, match="batch 1"):
         condition_path([make_condition(m.vocab, "style=noto", batch=2), b], 5)
+
+
+def test_a_style_sweep_sits_on_its_keyframes_with_two_and_spans_the_walk_otherwise():
+    vocab = {"style": ["a", "b"]}
+    a, b = make_condition(vocab, "style=a"), make_condition(vocab, "style=b")
+    two = sweep_condition(a, b, 10, 2, hold=2)["style"][:, 1]  # weight of b per frame
+    assert two[:3].tolist() == [0, 0, 0] and two[-3:].tolist() == [1, 1, 1]  # held on each keyframe
+    many = sweep_condition(a, b, 10, 4, hold=2)["style"][:, 1]
+    assert many[0] == 0 and many[-1] == 1 and (many[1:] > many[:-1]).all()  # over the whole walk, no holds
+    looped = sweep_condition(a, b, 12, 4, loop=True)["style"][:, 1]
+    assert looped[0] == 0 and looped.max() == 1 and looped[-1] < 0.5  # there and back again

@@ -239,3 +239,25 @@ def condition_path(
         w = lerp(keys[i.to(keys.device)], keys[j.to(keys.device)], t.to(keys.device))
         out[f] = w.to(keys.dtype)
     return out
+
+
+def sweep_condition(
+    start: Cond,
+    end: Cond,
+    frames: int,
+    n_keys: int,
+    easing: str = "linear",
+    loop: bool = False,
+    pingpong: bool = False,
+    hold: int = 0,
+    segment_frames: Sequence[int] | None = None,
+) -> Cond:
+    """The condition of every frame of a walk through `n_keys` keyframes that sweeps from `start`
+    to `end` (the CLI's --cond-from/--cond-to and Render Walk's cond/cond_end). With two
+    keyframes the sweep follows the walk's own schedule (its holds and segments), so each end
+    condition sits on its keyframe; otherwise it spans the whole walk. Easing, loop and ping-pong
+    apply in both cases: a looping walk sweeps there and back."""
+    same = n_keys == 2
+    return condition_path([start, end], frames, easing, loop, pingpong, hold if same else 0,
+                          segment_frames if same else None)
+
