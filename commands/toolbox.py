@@ -212,7 +212,7 @@ def _anomaly_run(a: argparse.Namespace) -> int:
     from ..vae_core.anomaly import anomaly_scores, heatmap, score_folder
     from ..vae_core.files import write_text
     from ..vae_core.images import load_image, save_png, to_tensor
-    from ..vae_core.restyle import subfolder_condition
+    from ..vae_core.conditions import subfolder_condition
 
     model = _load(a)
     scores = score_folder(model, a.folder, a.cond, samples=a.samples, seed=a.seed, batch_size=a.batch_size, by=a.by)

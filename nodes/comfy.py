@@ -184,7 +184,7 @@ def torch_device() -> torch.device:
     """ComfyUI's device (honours --cpu etc.) inside ComfyUI, else the best available one."""
     if model_management is not None:
         return model_management.get_torch_device()
-    from ..vae_core.checkpoint import resolve_device
+    from ..vae_core.device import resolve_device
 
     return resolve_device(None)
 

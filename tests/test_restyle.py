@@ -10,7 +10,8 @@ import torch
 
 from conftest import shapes_image
 from cvae_art.vae_core.images import load_image, read_image, to_tensor, to_uint8
-from cvae_art.vae_core.restyle import restyle_folder, subfolder_condition
+from cvae_art.vae_core.conditions import subfolder_condition
+from cvae_art.vae_core.restyle import restyle_folder
 
 
 @pytest.fixture()

@@ -16,9 +16,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ._cv2 import ERRORS as CV2_ERRORS, require_cv2
-from .conditions import Cond, CondSpec
+from .conditions import Cond, CondSpec, subfolder_condition
 from .images import ImageReadError, fit, list_images, load_image, to_tensor, to_uint8
 from .losses import kl_divergence, reconstruction_nll
+from .model import reparameterize
 
 
 @dataclass
@@ -57,10 +58,9 @@ def anomaly_scores(
     sq = (recon - x).pow(2)
     g = torch.Generator().manual_seed(int(seed))
     nll = torch.zeros(x.shape[0], device=x.device)
-    std = torch.exp(0.5 * logvar)
     for _ in range(samples):
         eps = torch.randn(mu.shape, generator=g).to(mu)
-        logits = model.decode_logits(mu + eps * std, cond)
+        logits = model.decode_logits(reparameterize(mu, logvar, eps), cond)
         nll += reconstruction_nll(model.config.recon, logits, x, model.log_sigma)
     neg_elbo = nll / samples + kl_divergence(mu, logvar).sum(1)
     return AnomalyResult(
@@ -131,7 +131,6 @@ def score_folder(
     factor, else the null condition (as in restyle). Unreadable files are skipped and listed in
     the result's `.skipped`. Streams in batches.
     """
-    from .restyle import subfolder_condition
 
     if by not in ("neg_elbo", "recon_error"):
         raise ValueError(f"by must be 'neg_elbo' or 'recon_error', got {by!r}")

@@ -30,7 +30,7 @@ from .checkpoint import load_model, load_state, read_metadata
 from .conditions import labels_to_condition
 from .data import ImageSet, image_set_from_arrays, load_image_set
 from .images import to_tensor
-from .losses import LossConfig
+from .losses import LossConfig, kl_divergence
 from .metrics import psnr, quality_report, ssim
 from .model import CVAE, ModelConfig
 from .prior import TRANSPORT_CHOICES
@@ -349,7 +349,7 @@ def reconstruct(model: CVAE, images: np.ndarray, labels: dict[str, np.ndarray], 
             mu, logvar = model.encode(x, enc)
             z = mu if decode_labels is None else move_latents(model, mu, enc, dec, transport)
             out.append(model.decode(z, dec).float().cpu())
-            kls.append((0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)).sum(1).float().cpu())
+            kls.append(kl_divergence(mu, logvar).sum(1).float().cpu())
     return torch.cat(out), torch.cat(kls)
 
 

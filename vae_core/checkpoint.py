@@ -15,6 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from .device import resolve_device
 from .files import atomic_write, write_json
 from .model import CVAE, ModelConfig
 from .prior import MixturePrior
@@ -166,16 +167,6 @@ def _prior_from(path: str | Path, info: Any, model: CVAE, state: dict[str, torch
     prior = MixturePrior(model.config.latent_dim, k, model.vocab, label_moments)
     prior.info = dict(info)
     return prior
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    if device is None or str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
 
 
 # -- nested state (optimizer state dicts, histories) without pickle ------------------------------

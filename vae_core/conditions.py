@@ -6,7 +6,8 @@ their weights, and a sweep between two styles is just a schedule over blend weig
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
 
@@ -130,3 +131,18 @@ def describe_condition(vocab: Vocab, cond: Cond, row: int = 0) -> str:
         items = [f"{names[i]}:{float(w[i]):.3g}" for i in range(len(names)) if abs(float(w[i])) > 1e-6]
         parts.append(f"{factor}=" + ",".join(items))
     return ";".join(parts)
+
+
+def subfolder_condition(model, rel_paths: Sequence[Path]) -> Cond:
+    """One condition row per file: its first sub-folder name as the label of the model's first
+    factor when it is one of that factor's labels; the null condition otherwise."""
+    vocab = model.vocab
+    if not vocab:
+        return {}
+    first = next(iter(vocab))
+    labels = vocab[first]
+    idx = {f: torch.full((len(rel_paths),), -1, dtype=torch.long) for f in vocab}
+    for i, rel in enumerate(rel_paths):
+        if len(rel.parts) > 1 and rel.parts[0] in labels:
+            idx[first][i] = labels.index(rel.parts[0])
+    return {k: v.to(model.device) for k, v in labels_to_condition(vocab, idx).items()}

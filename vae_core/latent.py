@@ -10,6 +10,7 @@ import math
 import torch
 
 from .conditions import Cond
+from .model import reparameterize
 
 # Below this angle (radians) two directions count as parallel and slerp is lerp: sin(omega)
 # would be a tiny divisor, and the two paths differ by O(omega^2) anyway.
@@ -109,7 +110,7 @@ def encode(model, images: torch.Tensor, cond: Cond | None = None, sample: bool =
         return mu
     g = torch.Generator().manual_seed(int(seed))
     eps = torch.randn(mu.shape, generator=g).to(mu)
-    return mu + eps * torch.exp(0.5 * logvar)
+    return reparameterize(mu, logvar, eps)
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -18,6 +18,11 @@ from .prior import PRIOR_CHOICES
 RECON_LOSSES = ("mse", "l1", "bce", "gaussian")
 
 
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """z = mu + eps * sigma: a draw of q(z | x) from the standard-normal noise `eps`."""
+    return mu + eps * torch.exp(0.5 * logvar)
+
+
 # Sizes a model may have: beyond these a CPU or a GPU only runs out of memory (a latent of 2^31
 # dims would ask for terabytes), so a checkpoint's header that claims them is refused first.
 _SIZES = {"resolution": (32, 256), "latent_dim": (1, 4096), "base_channels": (1, 1024), "max_channels": (1, 4096),
@@ -213,8 +218,7 @@ class CVAE(nn.Module):
         c = self._cond_vec(cond, images.shape[0])
         mu, logvar = self.encoder(images, c)
         eps = torch.randn_like(mu) if eps is None else eps.to(mu)
-        z = mu + eps * torch.exp(0.5 * logvar)
-        return self.decoder(z, c), mu, logvar
+        return self.decoder(reparameterize(mu, logvar, eps), c), mu, logvar
 
     def prior_sample(self, n: int, seed: int, temperature: float = 1.0, cond: Cond | None = None,
                      prior: str = "learned") -> torch.Tensor:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +17,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ._cv2 import ERRORS as CV2_ERRORS
-from .conditions import Cond, CondSpec, labels_to_condition
+from .conditions import Cond, CondSpec, subfolder_condition
 from .files import atomic_write
 from .images import ImageReadError, list_images, read_image, resize, resize_center_crop, to_tensor, to_uint8
+from .model import reparameterize
 from .prior import TRANSPORT_CHOICES
 
 JPEG_QUALITY = 95
@@ -30,21 +31,6 @@ class RestyleReport:
     written: list[str] = field(default_factory=list)  # output files written by this run
     existing: list[str] = field(default_factory=list)  # outputs already there, left as they were
     failed: list[tuple[str, str]] = field(default_factory=list)  # (input file, why)
-
-
-def subfolder_condition(model, rel_paths: Sequence[Path]) -> Cond:
-    """One condition row per file: its first sub-folder name as the label of the model's first
-    factor when it is one of that factor's labels; the null condition otherwise."""
-    vocab = model.vocab
-    if not vocab:
-        return {}
-    first = next(iter(vocab))
-    labels = vocab[first]
-    idx = {f: torch.full((len(rel_paths),), -1, dtype=torch.long) for f in vocab}
-    for i, rel in enumerate(rel_paths):
-        if len(rel.parts) > 1 and rel.parts[0] in labels:
-            idx[first][i] = labels.index(rel.parts[0])
-    return {k: v.to(model.device) for k, v in labels_to_condition(vocab, idx).items()}
 
 
 def move_latents(model, z: torch.Tensor, source: Cond | None, target: Cond | None, transport: str = "prior") -> torch.Tensor:
@@ -216,5 +202,5 @@ def _restyle_batch(
         # Noise seeded by each file's relative path: the same file gets the same result whatever
         # batch it lands in, so a re-run matches an uninterrupted run.
         eps = torch.stack([torch.randn(mu.shape[1], generator=_file_generator(seed, rel)) for rel in rels]).to(mu)
-        z = mu + eps * torch.exp(0.5 * logvar)
+        z = reparameterize(mu, logvar, eps)
     return to_uint8(model.decode(move_latents(model, z, src_cond, target, transport), target))

@@ -20,14 +20,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import load_state, resolve_device, save_model, save_state
+from .checkpoint import load_state, save_model, save_state
+from .device import resolve_device
 from .files import write_json
 from .conditions import labels_to_condition
 from .data import ImageSet, batch_indices, load_image_set
 from .images import grid, save_png, to_tensor
-from .losses import LossConfig, VAELoss
+from .losses import LossConfig, VAELoss, kl_divergence
 from .metrics import quality_report
-from .model import CVAE, ModelConfig
+from .model import CVAE, ModelConfig, reparameterize
 from .plots import loss_plot
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -247,7 +248,7 @@ class Trainer:
             logits, mu, logvar = self.model(x, cond, eps)
             if swap is not None:  # the same latents (first half of the batch) drawn under other labels
                 half = len(x) // 2 or 1
-                z = mu[:half] + eps[:half] * torch.exp(0.5 * logvar[:half])
+                z = reparameterize(mu[:half], logvar[:half], eps[:half])
                 swapped = (self.model.decode_logits(z, swap).float(), swap)
         logits, mu, logvar = logits.float(), mu.float(), logvar.float()
         loss, logs = self.loss.generator(x, logits, mu, logvar, self.model.log_sigma, self.model.decoder.last_layer, step,
@@ -362,7 +363,7 @@ class Trainer:
         with torch.inference_mode():
             mu, logvar = self.ema.encode(x, cond)
             recon = self.ema.decode(mu, cond)
-            kl = float(0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean())
+            kl = float(kl_divergence(mu, logvar).sum(1).mean())
         report = {f"val_{k}": v for k, v in quality_report(recon.cpu(), x.cpu()).items()}
         report["val_kl"] = kl
         return report
