@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
         return runners[args.command](args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `cvae run --print-api | head`: the reader has what it wanted
+        sys.stderr.close()  # nothing more to say, and Python's own flush at exit must not complain
+        return 0
     except FileNotFoundError as err:
         print(f"cvae {args.command}: error: {_os_message(err)}", file=sys.stderr)
         return 2

@@ -82,7 +82,9 @@ class CVAESaveModel:
     def save(self, model, filename_prefix, half_precision):
         target = comfy.save_target(filename_prefix, root=comfy.model_save_directory())
         path = target.path("safetensors")
-        save_model(model, path, step=getattr(model, "step", 0), dtype=torch.float16 if half_precision else None)
+        # The step, training settings and validation figures the model came with (loaded or trained).
+        extra = {k: v for k in ("train_config", "validation") if (v := getattr(model, k, None))}
+        save_model(model, path, step=getattr(model, "step", 0), extra=extra, dtype=torch.float16 if half_precision else None)
         # 'files' is what `cvae run` prints; the frontend shows 'text'.
         return {"ui": {"text": [str(path)], "files": [str(path)]}, "result": (str(path),)}
 

@@ -107,6 +107,12 @@ def test_save_model_writes_a_loadable_file_in_the_model_folder(pack, env, tiny_m
     z = torch.randn(2, tiny_model.config.latent_dim)
     with torch.inference_mode():
         assert torch.equal(loaded.decode(z), tiny_model.decode(z))
+    # What the trained file said travels along: step, training settings, validation figures.
+    from cvae_art.vae_core.checkpoint import read_metadata
+
+    meta, source = read_metadata(path), read_metadata(tiny_model.source)
+    assert meta["step"] == source["step"] > 0
+    assert meta["train_config"] == source["train_config"] and meta["validation"] == source["validation"]
     # The default prefix names a file directly in the model folder, not in a 'cvae' subfolder of it.
     default = pack.NODE_CLASS_MAPPINGS["CVAESaveModel"].INPUT_TYPES()["required"]["filename_prefix"][1]["default"]
     (path3,), _ = run(pack, "CVAESaveModel", model=tiny_model, filename_prefix=default, half_precision=True)

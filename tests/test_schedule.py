@@ -56,8 +56,10 @@ def positions(seg: torch.Tensor, t: torch.Tensor, n_keys: int) -> list[tuple[int
 
 
 def minimum_frames(k: int, loop: bool, pingpong: bool, hold: int) -> int:
+    """Frames a walk needs to show every keyframe: its holds, or one frame per segment without."""
     stops = (2 * k - 2 if pingpong else k) if loop else (2 * k - 1 if pingpong else k)
-    return stops * hold + (0 if loop else 1)
+    moving = n_segments(k, loop, pingpong) if hold == 0 else 0
+    return stops * hold + moving + (0 if loop else 1)
 
 
 def n_segments(k: int, loop: bool, pingpong: bool) -> int:

@@ -85,7 +85,8 @@ def model_metadata(model: CVAE, step: int, extra: dict | None = None) -> dict:
 
 
 def save_model(model: CVAE, path: str | Path, step: int = 0, extra: dict | None = None, dtype: torch.dtype | None = None) -> Path:
-    """Write `path` (.safetensors) and its `.json` twin. `dtype=torch.float16` halves the file."""
+    """Write `path` (.safetensors) and its `.json` twin. `dtype=torch.float16` halves the file.
+    `extra` joins the metadata (train_config, validation, ...)."""
     path = Path(path)
     meta = model_metadata(model, step, extra)
     tensors = model.state_dict()
@@ -132,8 +133,9 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> CV
         raise CheckpointError(f"{path}: weights do not match the model config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.step = int(meta.get("step", 0))  # type: ignore[attr-defined]
     model.source = str(path)  # type: ignore[attr-defined]
-    train_config = meta.get("train_config")
+    train_config, validation = meta.get("train_config"), meta.get("validation")
     model.train_config = train_config if isinstance(train_config, dict) else {}  # type: ignore[attr-defined]
+    model.validation = validation if isinstance(validation, dict) else {}  # type: ignore[attr-defined]
     return model.to(resolve_device(device)).eval()
 
 

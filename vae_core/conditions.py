@@ -31,6 +31,8 @@ def parse_cond_spec(spec: CondSpec) -> dict[str, dict[str, float]]:
             out[factor] = {value: 1.0} if isinstance(value, str) else {
                 k: _weight(w, f"condition {factor}", k) for k, w in value.items()}
         return out
+    if spec.strip().lower() in ("null", "none", ""):  # the unconditional decoder, as the README offers
+        return {}
     out = {}
     for part in filter(None, (p.strip() for p in spec.replace("\n", ";").split(";"))):
         if "=" not in part:

@@ -53,9 +53,15 @@ class ImageSet:
         return np.flatnonzero(~val), np.flatnonzero(val)
 
 
+def data_root(root: str | Path) -> Path:
+    """The data folder: `root`, or the folder of a metadata.csv given instead (the help offers both)."""
+    root = Path(root)
+    return root.parent if root.is_file() and root.name == "metadata.csv" else root
+
+
 def scan_folder(root: str | Path, conditions: list[str] | None) -> tuple[list[Path], dict[str, list[str | None]]]:
     """Files and their raw labels. A metadata.csv wins over sub-folder names."""
-    root = Path(root)
+    root = data_root(root)
     if not root.is_dir():
         raise DataError(f"{root}: no such folder")
     meta = root / "metadata.csv"
@@ -114,7 +120,7 @@ def load_image_set(
     progress: bool = True,
 ) -> ImageSet:
     """Decode a folder into an ImageSet. `vocab` fixes the label order (when resuming)."""
-    root = Path(root)
+    root = data_root(root)
     files, raw = scan_folder(root, conditions)
     if not files:
         raise DataError(f"{root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}, recursively)")

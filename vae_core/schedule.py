@@ -154,6 +154,10 @@ def schedule(
             counts = out + back
         else:
             counts = _spread(moving, len(segments))
+        if hold == 0 and 0 in counts:  # a segment of no frames would skip its keyframe unseen
+            need = len(counts) + (0 if closed else 1)
+            raise ValueError(f"frames={frames} is too few to show all {n_keys} keyframes: this walk needs at least "
+                             f"{need} frames (or fewer keyframes, or frames=1 for a still of the first)")
 
     seg: list[int] = []
     t: list[float] = []

@@ -394,6 +394,9 @@ class Trainer:
             state["critic_opt"] = self.c_opt.state_dict()
         save_state(self.run_dir / STATE_FILE, state)
         path = save_model(self.ema, self.run_dir / MODEL_FILE, self.step, extra)
+        # What the file says about the model travels with it in memory too (the Save Model node).
+        self.ema.step, self.ema.train_config = self.step, extra["train_config"]  # type: ignore[assignment]
+        self.ema.validation = extra.get("validation", getattr(self.ema, "validation", {}))  # type: ignore[assignment]
         snap = save_model(self.ema, self.run_dir / "checkpoints" / f"step_{self.step:07d}.safetensors", self.step, extra)
         snaps = sorted(snap.parent.glob("step_*.safetensors"))
         old = snaps[: max(0, len(snaps) - self.cfg.keep_checkpoints)]  # [:-0] would keep them all
