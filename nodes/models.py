@@ -11,12 +11,10 @@ import torch
 from ..vae_core.checkpoint import load_model, save_model
 from ..vae_core.data import image_set_from_arrays
 from ..vae_core.images import fit, list_images, to_uint8
-from ..vae_core.limits import widget
-from ..vae_core.losses import LossConfig
-from ..vae_core.model import RECON_LOSSES, ModelConfig
 from ..vae_core.plots import loss_plot
 from ..vae_core.prior import PriorConfig, fit_prior_on_folder
-from ..vae_core.train import TrainConfig, train
+from ..vae_core.settings import node_widgets, train_config, values_from_widgets
+from ..vae_core.train import train
 from . import comfy
 from .common import MODEL_TYPE, model_input, seed_input, to_bchw
 
@@ -122,6 +120,9 @@ def loader_workers(folder: str) -> int:
     return 2 if len(list_images(folder)) >= FEW_IMAGES else 0
 
 
+SETTING_WIDGETS = node_widgets()
+
+
 class CVAETrainModel:
     DESCRIPTION = (
         "Trains a new CVAE on an image folder (sub-folder names or a metadata.csv column are the labels) "
@@ -140,22 +141,14 @@ class CVAETrainModel:
             "required": {
                 "folder": ("STRING", {"default": "samples", "tooltip": "Image folder to train on (absolute, or relative to the input folder; 'samples' is the bundled set). Ignored when 'images' is connected."}),
                 "factor": ("STRING", {"default": "style", "tooltip": "Name of the condition factor: the metadata.csv column, or the name given to sub-folder labels. Empty: unconditional."}),
-                "resolution": (["32", "64", "128", "256"], {"default": "64", "tooltip": "Training resolution in pixels; images are resized and centre-cropped."}),
-                "steps": ("INT", {"default": 2000, "min": 1, "max": 1_000_000, "step": 1, "tooltip": "Optimizer steps; a 64 px model needs a few thousand for recognisable output."}),
-                "batch_size": ("INT", {"default": 64, **widget("batch_size"), "step": 1, "tooltip": "Images per step."}),
-                "learning_rate": ("FLOAT", {"default": 1e-3, "min": 1e-6, "max": 0.1, "step": 1e-5, "round": 1e-6, "tooltip": "AdamW learning rate; lower it if the loss jumps or becomes NaN."}),
-                "latent_dim": ("INT", {"default": 128, "min": 2, "max": 1024, "step": 1, "tooltip": "Size of the latent vector."}),
-                "recon_loss": (list(RECON_LOSSES), {"default": "gaussian", "tooltip": "Reconstruction loss; gaussian learns its own noise level (best default)."}),
-                "beta": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 20.0, "step": 0.01, "tooltip": "KL weight: higher gives a smoother latent space and blurrier images."}),
-                "ssim_weight": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 10.0, "step": 0.01, "tooltip": "Weight of the SSIM (structure) loss; sharper edges."}),
-                "adversarial_weight": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 10.0, "step": 0.01, "tooltip": "Weight of the PatchGAN loss (0 = off); sharper detail, slower steps."}),
-                "adversarial_start": ("INT", {"default": 2000, "min": 0, "max": 1_000_000, "step": 1, "tooltip": "Step at which the adversarial loss starts."}),
+                **SETTING_WIDGETS[0],  # resolution ... adversarial_start: vae_core/settings.py
                 "seed": seed_input("Seed of the initial weights and of the batch order."),
                 "run_name": ("STRING", {"default": "cvae/train", "tooltip": "Run folder inside the output folder (numbered, never overwritten)."}),
             },
             "optional": {
                 "images": ("IMAGE", {"tooltip": "Train on these images instead of a folder."}),
                 "labels": ("STRING", {"default": "", "multiline": True, "tooltip": "With 'images': one label per image (comma or newline separated), or one label for all. Empty: unconditional."}),
+                **SETTING_WIDGETS[1],  # added later: optional, so workflows saved before still validate
             },
         }
 
@@ -165,9 +158,9 @@ class CVAETrainModel:
             return ""
         return folder_state(folder)
 
-    def train(self, folder, factor, resolution, steps, batch_size, learning_rate, latent_dim, recon_loss, beta,
-              ssim_weight, adversarial_weight, adversarial_start, seed, run_name, images=None, labels=""):
-        res = int(resolution)
+    def train(self, folder, factor, seed, run_name, images=None, labels="", **widgets):
+        values = values_from_widgets(widgets)
+        res, steps = values["model.resolution"], values["steps"]
         factor = factor.strip()
         target = comfy.save_target(run_name)
         run_dir = target.folder / f"{target.filename}_{target.counter:05}_"
@@ -181,15 +174,10 @@ class CVAETrainModel:
                 raise ValueError("labels are given but factor is empty; name the factor (e.g. style) or clear the labels")
             label_map = {factor: parse_labels(labels, x.shape[0])} if factor and labels.strip() else {}
             data = image_set_from_arrays(to_uint8(x), label_map)
-        cfg = TrainConfig(
-            data=data_path, out=str(run_dir), conditions=[factor] if factor else [], steps=steps,
-            batch_size=batch_size, lr=learning_rate, seed=seed % 2**31, log_every=max(1, min(50, steps // 20)),
-            sample_every=max(steps, 1), checkpoint_every=max(500, steps // 10),
-            workers=loader_workers(data_path),
-            device=str(comfy.torch_device()),
-            model=ModelConfig(resolution=res, latent_dim=latent_dim, recon=recon_loss),
-            loss=LossConfig(beta=beta, ssim_weight=ssim_weight, adv_weight=adversarial_weight, adv_start=adversarial_start,
-                            kl_warmup_steps=min(1000, max(1, steps // 4))),
+        cfg = train_config(
+            {**values, "seed": seed % 2**31}, data=data_path, out=str(run_dir), conditions=[factor] if factor else [],
+            log_every=max(1, min(50, steps // 20)), sample_every=max(steps, 1), checkpoint_every=max(500, steps // 10),
+            workers=loader_workers(data_path), device=str(comfy.torch_device()),
         )
         history: list[dict] = []
         bar = comfy.Progress(steps, "train")

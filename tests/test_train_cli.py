@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import cv2
+import pytest
 
 from cvae_art.cli import main
 from cvae_art.vae_core.checkpoint import load_model, load_state
@@ -58,5 +59,38 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path, capsys):
     assert main(["train", str(data), "--out", str(tmp_path / "fresh"), "--resume"]) == 2
     assert "state.safetensors does not exist" in capsys.readouterr().err
 
-    assert main(["train", str(data), "--out", str(tmp_path / "run"), "--resolution", "48"]) == 2
-    assert "resolution must be a power of two from 32 to 256, got 48" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse refuses it from the declared choices
+        main(["train", str(data), "--out", str(tmp_path / "run"), "--resolution", "48"])
+    assert exit_info.value.code == 2
+    assert "argument --resolution: invalid choice: 48 (choose from 32, 64, 128, 256)" in capsys.readouterr().err
+
+
+def test_cli_options_and_train_node_widgets_come_from_the_one_declaration(tmp_path):
+    import argparse
+
+    from comfy_pack import load_pack
+
+    from cvae_art.commands.train import _train_args
+    from cvae_art.vae_core.settings import SETTINGS, train_config, values_from_args
+    from cvae_art.vae_core.train import TrainConfig
+
+    p = argparse.ArgumentParser()
+    _train_args(p)
+    a = p.parse_args(["data", "--out", str(tmp_path)])
+    cfg = train_config(values_from_args(a), data="data", out=str(tmp_path))
+    assert cfg.to_dict() == TrainConfig(data="data", out=str(tmp_path)).to_dict()  # the CLI's defaults are the dataclasses'
+    inputs = load_pack().NODE_CLASS_MAPPINGS["CVAETrainModel"].INPUT_TYPES()
+    widgets = {**inputs["required"], **inputs["optional"]}
+    on_node = [s for s in SETTINGS if s.node]
+    assert {"learning_rate", "beta", "kl_warmup", "free_bits", "ms_ssim_weight", "lpips_weight", "lr_schedule"} <= {s.node for s in on_node}
+    for s in on_node:
+        kind, opts = widgets[s.node]
+        default = s.default if s.node_default is None else s.node_default
+        if s.choices is not None:
+            assert kind == [str(c) for c in s.choices] and opts["default"] == str(default), s.path
+        else:
+            assert (opts["default"], opts["min"], opts["max"]) == (default, s.bounds.lo, s.bounds.hi), s.path
+        # the same bounds refuse the same value from the command line
+        if s.bounds is not None:
+            with pytest.raises(SystemExit):
+                p.parse_args(["data", "--out", str(tmp_path), s.option, str(s.bounds.hi * 2 + 1)])

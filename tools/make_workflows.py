@@ -411,7 +411,7 @@ curve. 200 steps take about a minute on a CPU and give rough shapes: raise steps
 and use your own folder for a real model.""")
     train = g.add("CVAETrainModel", "Train 32 px model on samples", 1, folder="samples", factor="style", resolution="32",
                   steps=200, batch_size=32, learning_rate=2e-3, latent_dim=32, recon_loss="gaussian", beta=1.0,
-                  ssim_weight=0.0, adversarial_weight=0.0, adversarial_start=2000, seed=0, run_name="cvae/train_small",
+                  ssim_weight=0.0, adversarial_weight=0.0, adversarial_start=2000, seed=0, run_name="cvae/train_small", kl_warmup=50,
                   labels="")
     save_model = g.add("CVAESaveModel", "Save model to models/cvae", 2, model=train["model"],
                        filename_prefix="small_emoji_32", half_precision=False)
