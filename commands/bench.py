@@ -74,7 +74,7 @@ def _load_models(specs: list[str]) -> dict[str, Path]:
 
 
 def _speed_model(a: argparse.Namespace):
-    from ..vae_core.bench import untrained_model
+    from ..bench.harness import untrained_model
     from ..vae_core.checkpoint import load_model
 
     if a.model:
@@ -83,7 +83,7 @@ def _speed_model(a: argparse.Namespace):
 
 
 def run_part(part: str, a: argparse.Namespace) -> list:
-    from ..vae_core import bench
+    from ..bench import harness as bench
 
     if part == "train":
         kw = dict(resolution=32, warmup=0, peak_n=256) if a.quick else {}
@@ -99,7 +99,7 @@ def run_part(part: str, a: argparse.Namespace) -> list:
     if part == "restyle":
         return [bench.bench_restyle(a.model, a.sizes, quick=a.quick, device=a.device)]
     if part == "runner":
-        from ..bench_runner import bench_runner
+        from ..bench.runner import bench_runner
 
         return [bench_runner(a.model, quick=a.quick, device=a.device)]
     if part == "quality":
@@ -109,7 +109,7 @@ def run_part(part: str, a: argparse.Namespace) -> list:
     if part == "samples":
         if not a.models:
             raise ValueError("bench samples: give the models to score, e.g. --models assets/cvae_emoji_64.safetensors")
-        from ..vae_core.bench_samples import bench_samples
+        from ..bench.samples import bench_samples
 
         for t in a.temperatures:
             if not (0 <= t <= 3):
@@ -133,7 +133,7 @@ def run_part(part: str, a: argparse.Namespace) -> list:
 
 
 def _bench_run(a: argparse.Namespace) -> int:
-    from ..vae_core.bench import machine_info
+    from ..bench.harness import machine_info
 
     if a.quick:
         _quick(a)

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from cvae_art.cli import main
-from cvae_art.vae_core import bench
+from cvae_art.bench import harness as bench
+from cvae_art.vae_core.likelihood import importance_sampled_nll
 from cvae_art.vae_core.checkpoint import load_model
 from cvae_art.vae_core.data import load_image_set
 from cvae_art.vae_core.model import CVAE, ModelConfig
@@ -98,7 +99,7 @@ def test_peak_rss_sees_an_allocation():
     code = (
         "def main():\n"
         "    import numpy as np\n"
-        "    from cvae_art.vae_core.bench import peak_rss_mb\n"
+        "    from cvae_art.bench.harness import peak_rss_mb\n"
         "    before = peak_rss_mb()\n"
         "    block = np.ones(200 << 20, np.uint8)  # 200 MiB, every page touched\n"
         "    return {'before': before, 'after': peak_rss_mb(), 'check': int(block[::4096].sum())}\n"
@@ -122,12 +123,12 @@ def test_runner_graph_and_direct_job_write_the_same_files(tmp_path):
     """The two sides of the runner benchmark must do the same work: same PNGs, same video frames."""
     import av
 
-    from cvae_art.bench_runner import MODEL_NAME, job_values
+    from cvae_art.bench.runner import MODEL_NAME, job_values
     from cvae_art.vae_core.checkpoint import save_model
 
     save_model(bench.untrained_model(32), tmp_path / "models" / "cvae" / MODEL_NAME)
     # In a fresh process, as the benchmark runs it: it points the nodes at its own folders.
-    bench.run_in_fresh_process("from cvae_art.bench_runner import _in_process as main",
+    bench.run_in_fresh_process("from cvae_art.bench.runner import _in_process as main",
                                {"work": str(tmp_path), "values": job_values(frames=8, size=0, count=3), "repeats": 1})
     direct = sorted((tmp_path / "direct").glob("*.png"))
     ours = sorted((tmp_path / "out" / "bench").glob("key*.png"))
@@ -193,7 +194,7 @@ def test_importance_sampled_nll_is_exact_when_the_model_ignores_z():
         model.decoder.ups[-1].bias.copy_(torch.tensor([-1.0, 0.5, 2.0]))  # channel mean: 0.5
     x = (torch.rand(3, 1, 32, 32) < 0.3).float()
     exact = torch.nn.functional.binary_cross_entropy_with_logits(torch.full_like(x, 0.5), x, reduction="none").flatten(1).sum(1)
-    nll, elbo = bench.importance_sampled_nll(model, x, k=7, chunk=3, batch=2)
+    nll, elbo = importance_sampled_nll(model, x, k=7, chunk=3, batch=2)
     np.testing.assert_allclose(nll, exact.numpy(), rtol=1e-5)
     np.testing.assert_allclose(elbo, exact.numpy(), rtol=1e-5)
     # A learned prior that is N(0, I) (one component, identity) is the same density; one that is
@@ -201,9 +202,9 @@ def test_importance_sampled_nll_is_exact_when_the_model_ignores_z():
     from cvae_art.vae_core.prior import MixturePrior
 
     model.prior = MixturePrior(4, 1, {})
-    np.testing.assert_allclose(bench.importance_sampled_nll(model, x, k=7, chunk=3, batch=2)[1], elbo, rtol=1e-5)
+    np.testing.assert_allclose(importance_sampled_nll(model, x, k=7, chunk=3, batch=2)[1], elbo, rtol=1e-5)
     model.prior.means.fill_(3.0)
-    assert (bench.importance_sampled_nll(model, x, k=7, chunk=3, batch=2)[1] > elbo + 10).all()
+    assert (importance_sampled_nll(model, x, k=7, chunk=3, batch=2)[1] > elbo + 10).all()
 
 
 def write_idx(path: Path, images: np.ndarray) -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cvae_art.cli import main
-from cvae_art.vae_core import bench_samples as bs
+from cvae_art.bench import samples as bs
 
 from conftest import STYLES
 

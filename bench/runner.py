@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .vae_core.bench import Table, run_in_fresh_process, untrained_model
+from .harness import Table, run_in_fresh_process, untrained_model
 
 MODEL_NAME = "bench.safetensors"
 
@@ -47,10 +47,10 @@ def direct_job(model_path: str, out: str, v: dict, prompt: dict) -> None:
     """The same job through vae_core calls only."""
     import torch
 
-    from .vae_core.checkpoint import load_model
-    from .vae_core.images import save_png
-    from .vae_core.schedule import keyframe_path
-    from .vae_core.walk import render_walk
+    from ..vae_core.checkpoint import load_model
+    from ..vae_core.images import save_png
+    from ..vae_core.schedule import keyframe_path
+    from ..vae_core.walk import render_walk
 
     text = {"prompt": json.dumps(prompt)}
     with torch.inference_mode():
@@ -66,8 +66,8 @@ def direct_job(model_path: str, out: str, v: dict, prompt: dict) -> None:
 
 def _in_process(work: str, values: dict, repeats: int) -> dict:
     """Child process: alternate direct calls and runner.execute on the same graph."""
-    from .nodes import NODE_CLASS_MAPPINGS, comfy
-    from .runner import execute
+    from ..nodes import NODE_CLASS_MAPPINGS, comfy
+    from ..runner import execute
 
     graph = job_graph(values)
     comfy.set_model_directories([Path(work) / "models" / "cvae"])
@@ -94,7 +94,7 @@ def _timed(cmd: list[str], cwd: str) -> float:
 
 
 def bench_runner(model: str | None = None, quick: bool = False, device: str = "cpu", repeats: int = 9) -> Table:
-    from .vae_core.checkpoint import load_model, save_model
+    from ..vae_core.checkpoint import load_model, save_model
 
     values = job_values(frames=16 if quick else 240, size=0 if quick else 256, count=4 if quick else 6)
     repeats = 1 if quick else repeats
@@ -107,16 +107,16 @@ def bench_runner(model: str | None = None, quick: bool = False, device: str = "c
         graph_file = Path(work) / "graph.json"
         graph_file.write_text(json.dumps(job_graph(values)))
 
-        res = run_in_fresh_process(f"from {__package__}.bench_runner import _in_process as main",
+        res = run_in_fresh_process(f"from {__name__} import _in_process as main",
                                    {"work": work, "values": values, "repeats": repeats})
         d, r = statistics.median(res["direct"]), statistics.median(res["runner"])
         table.rows.append({"how": "in one process (execute vs calls)", "direct s": d, "runner s": r,
                            "overhead s": r - d, "overhead %": 100 * (r - d) / d})
 
-        direct_code = (f"from {__package__}.bench_runner import direct_job, job_graph; import json; "
+        direct_code = (f"from {__name__} import direct_job, job_graph; import json; "
                        f"v = json.loads({json.dumps(json.dumps(values))}); "
                        f"direct_job({str(models / MODEL_NAME)!r}, {work!r}, v, job_graph(v))")
-        cli = [sys.executable, "-m", f"{__package__}.cli", "run", str(graph_file), "--output-dir", str(Path(work) / "out"), "-q"]
+        cli = [sys.executable, "-m", f"{__package__.rpartition('.')[0]}.cli", "run", str(graph_file), "--output-dir", str(Path(work) / "out"), "-q"]
         direct_cmd = [sys.executable, "-c", direct_code]
         dc, rc = [], []
         for _ in range(repeats):

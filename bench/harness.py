@@ -26,16 +26,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_model, load_state, read_metadata
-from .conditions import labels_to_condition
-from .data import ImageSet, image_set_from_arrays, load_image_set
-from .images import to_tensor
-from .losses import LossConfig, kl_divergence
-from .metrics import psnr, quality_report, ssim
-from .model import CVAE, ModelConfig
-from .prior import TRANSPORT_CHOICES
-from .restyle import move_latents
-from .train import MODEL_FILE, STATE_FILE, Trainer, TrainConfig
+from ..vae_core.checkpoint import load_model, load_state, read_metadata
+from ..vae_core.conditions import labels_to_condition
+from ..vae_core.data import ImageSet, image_set_from_arrays, load_image_set
+from ..vae_core.images import to_tensor
+from ..vae_core.likelihood import importance_sampled_nll
+from ..vae_core.losses import LossConfig, kl_divergence
+from ..vae_core.metrics import psnr, quality_report, ssim
+from ..vae_core.model import CVAE, ModelConfig
+from ..vae_core.prior import TRANSPORT_CHOICES
+from ..vae_core.restyle import move_latents
+from ..vae_core.train import MODEL_FILE, STATE_FILE, Trainer, TrainConfig
 
 STYLES = ("a", "b", "c", "d")  # the synthetic four-label condition of speed benchmarks
 NLL_ANCHORS = {"VAE, 1 stochastic layer (Burda et al. 2016)": 86.76,
@@ -256,7 +257,7 @@ def bench_decode(resolutions: tuple[int, ...] = (64, 128, 256), frames: int = 25
 
 def walk_latents(model: CVAE, frames: int, keys: int = 6, seed: int = 0) -> torch.Tensor:
     """A looping slerp walk through `keys` prior samples, [frames, D]."""
-    from .schedule import keyframe_path
+    from ..vae_core.schedule import keyframe_path
 
     return keyframe_path(model.prior_sample(keys, seed), frames, method="slerp", easing="ease-in-out", loop=True)
 
@@ -279,7 +280,7 @@ def bench_render(cases: list[tuple[str, CVAE, int | None]], frames: int = 480, c
     None = the model's own). The three are timed alternately so a change in machine load hits all
     alike; ratios are of medians. Larger models get fewer frames (`frames` at 64 px, scaled by the
     pixel count, at least 96) so each timing stays a few seconds."""
-    from .walk import decode_chunks, decode_workers, render_walk
+    from ..vae_core.walk import decode_chunks, decode_workers, render_walk
 
     table = Table("render", "Rendering a latent walk to H.264 MP4 vs decoding its frames",
                   ["model", "resolution", "video px", "frames", "model.decode frames/s", "decode_chunks frames/s",
@@ -499,7 +500,7 @@ def run_in_fresh_process(code: str, args: dict, timeout: float = 3600) -> dict:
 
 def restyle_child(model: str, src: str, dst: str, device: str = "cpu") -> dict:
     """In a fresh process: restyle `src` into `dst`; time it and read this process's peak RSS."""
-    from .restyle import restyle_folder
+    from ..vae_core.restyle import restyle_folder
 
     m = load_model(model, device)
     spec = f"{next(iter(m.vocab))}={next(iter(m.vocab.values()))[-1]}" if m.vocab else None
@@ -518,7 +519,7 @@ def bench_restyle(model: str | Path | None = None, sizes: list[int] = (500, 5000
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if model is None:
-            from .checkpoint import save_model
+            from ..vae_core.checkpoint import save_model
 
             model = save_model(untrained_model(32 if quick else 64), tmp / "untrained.safetensors")
         images = write_png_folder(tmp / "all", max(sizes), image_size)
@@ -529,7 +530,7 @@ def bench_restyle(model: str | Path | None = None, sizes: list[int] = (500, 5000
             src.mkdir()
             for f in files[:n]:
                 os.link(f, src / f.name)  # the same bytes for every size, written once
-            res = run_in_fresh_process(f"from {__package__}.bench import restyle_child as main",
+            res = run_in_fresh_process(f"from {__name__} import restyle_child as main",
                                        {"model": str(model), "src": str(src), "dst": str(tmp / f"out_{n}"), "device": device})
             if res["written"] != n:
                 raise RuntimeError(f"restyle wrote {res['written']} of {n} images ({res['failed']} failed)")
@@ -601,47 +602,6 @@ def binarize(images: np.ndarray, seed: int = 0) -> torch.Tensor:
     """uint8 [N, H, W] grey -> {0,1} float [N, 1, H, W], sampled once with `seed` (the fixed test set)."""
     g = torch.Generator().manual_seed(seed)
     return torch.bernoulli(torch.from_numpy(images).float().div(255)[:, None], generator=g)
-
-
-def importance_sampled_nll(model: CVAE, x: torch.Tensor, k: int = 1000, chunk: int = 250, batch: int = 8,
-                           seed: int = 0, prior: str = "learned") -> tuple[np.ndarray, np.ndarray]:
-    """(-log p(x) estimated with k importance samples from q(z|x), -ELBO from the same samples), per image, in nats.
-
-    x: binary [N, 1, R, R]. p(x|z) is Bernoulli with the channel-averaged decoder logits;
-    log p(x) ~ logsumexp_i [log p(x|z_i) + log p(z_i) - log q(z_i|x)] - log k (Burda et al. 2016), with
-    p(z) the model's learned prior (prior="learned", where it has one) or N(0, I)."""
-    if model.vocab:
-        raise ValueError("the NLL benchmark needs an unconditional model (trained with --condition none)")
-    if model.config.recon != "bce":
-        raise ValueError(f"the NLL benchmark needs a Bernoulli (recon='bce') model, this one is {model.config.recon!r}")
-    g = torch.Generator().manual_seed(seed)
-    d = model.config.latent_dim
-    log2pi = math.log(2 * math.pi)
-    nll, elbo = [], []
-    with torch.inference_mode():
-        for s in _batched(len(x), batch):
-            xb = x[s].to(model.device)
-            b = len(xb)
-            mu, logvar = model.encode(xb.expand(-1, 3, -1, -1), None)
-            std = torch.exp(0.5 * logvar)
-            logw = []
-            for c in _batched(k, chunk):
-                n = c.stop - c.start
-                eps = torch.randn(b, n, d, generator=g).to(model.device)
-                z = mu[:, None] + std[:, None] * eps
-                logits = model.decode_logits(z.reshape(b * n, d), None).mean(1).reshape(b, n, -1)
-                target = xb.flatten(1)[:, None].expand_as(logits)
-                log_px = -torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)
-                if prior == "learned" and model.prior is not None:
-                    log_pz = model.prior.log_prob(z.reshape(b * n, d)).reshape(b, n)
-                else:
-                    log_pz = -0.5 * (z.pow(2) + log2pi).sum(-1)
-                log_qz = -0.5 * (eps.pow(2) + log2pi + logvar[:, None]).sum(-1)
-                logw.append((log_px + log_pz - log_qz).double().cpu())
-            w = torch.cat(logw, 1)
-            nll.append(-(torch.logsumexp(w, 1) - math.log(k)))
-            elbo.append(-w.mean(1))
-    return torch.cat(nll).numpy(), torch.cat(elbo).numpy()
 
 
 def train_nll_model(mnist_dir: str | Path, out: str | Path, steps: int = 10**9, minutes: float = 10.0,

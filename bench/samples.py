@@ -28,13 +28,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .bench import Table, _batched, _metadata_column, _train_val_fraction, reconstruct, style_pairs
-from .checkpoint import load_model, load_state, save_state
-from .data import ImageSet, load_image_set
-from .images import to_tensor
-from .metrics import psnr, quality_report, ssim
-from .model import CVAE
-from .prior import TRANSPORT_CHOICES
+from .harness import Table, _batched, _metadata_column, _train_val_fraction, reconstruct, style_pairs
+from ..vae_core.checkpoint import load_model, load_state, save_state
+from ..vae_core.data import ImageSet, load_image_set
+from ..vae_core.images import to_tensor
+from ..vae_core.metrics import psnr, quality_report, ssim
+from ..vae_core.model import CVAE
+from ..vae_core.prior import TRANSPORT_CHOICES
 
 
 CLASSIFIER_EPOCHS = 20  # measured: 10 epochs read the held-out style right 76% of the time
