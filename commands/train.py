@@ -36,6 +36,9 @@ def _train_run(a: argparse.Namespace) -> int:
         print(f"skipped {path}: {why}", file=sys.stderr)
     if result.skipped:
         print(f"skipped {len(result.skipped)} unreadable file(s)", file=sys.stderr)
+    for factor, labels in result.model.vocab.items():
+        hint = " (sub-folder names; --condition NAME gives the factor another name)" if factor == "label" and not a.condition else ""
+        print(f"condition {factor}: {', '.join(labels)}{hint}; sample with --cond {factor}={labels[0]}")
     val = result.history[-1] if result.history else {}
     figures = ", ".join(f"{k[4:]} {val[k]:.4g}" for k in ("val_psnr", "val_ssim", "val_sharpness_ratio", "val_kl") if k in val)
     print(f"{result.stopped} at step {result.step}: {result.run_dir / 'model.safetensors'}" + (f" (validation: {figures})" if figures else ""))

@@ -198,7 +198,9 @@ class CVAERestyleFolder:
             if p.resolve().is_relative_to(out):  # the frontend can only show files below output/
                 rel = p.resolve().parent.relative_to(out).as_posix()
                 previews.append({"filename": p.name, "subfolder": "" if rel == "." else rel, "type": "output"})
-        return {"ui": {"images": previews, "text": ["\n".join(lines)]}, "result": (str(dst), "\n".join(lines))}
+        # 'files': every file written, which `cvae run` lists and counts; 'images': the previews.
+        return {"ui": {"images": previews, "text": ["\n".join(lines)], "files": list(report.written)},
+                "result": (str(dst), "\n".join(lines))}
 
 
 def _target_folder(path: str) -> Path:

@@ -532,6 +532,7 @@ def test_restyle_folder_keeps_names_and_finishes_interrupted_runs(pack, env, tin
     assert written == sorted(p.relative_to(src).as_posix() for p in src.rglob("*_0*.png"))
     assert report.startswith("6 written, 0 already there (kept), 1 failed") and "broken.png" in report
     assert len(ui["images"]) == 6 and ui["images"][0]["subfolder"].startswith("restyled/ring/")
+    assert sorted(Path(p).relative_to(dst).as_posix() for p in ui["files"]) == written  # what `cvae run` counts
     # Same as the library: encode with the sub-folder label, move the latent through the prior
     # (the default transport), decode as a ring; transport "none" decodes it as encoded.
     disc0 = sorted((src / "disc").glob("*.png"))[0]

@@ -23,6 +23,7 @@ def test_quick_try_then_resume(tmp_path, capsys):
     assert main(["train", str(data), "--out", str(run), "--resolution", "32", "--steps", "30", "--batch-size", "8"]) == 0
     out, err = capsys.readouterr()
     assert f"done at step 30: {run / 'model.safetensors'}" in out and "psnr" in out
+    assert "condition label: disc, ring (sub-folder names; --condition NAME gives the factor another name)" in out
     assert f"skipped {corrupt}:" in err and "skipped 1 unreadable file(s)" in err
 
     config = json.loads((run / "config.json").read_text())["train"]
