@@ -7,8 +7,7 @@ from ..vae_core.anomaly import anomaly_scores, heatmap
 from ..vae_core.images import fit
 from ..vae_core.limits import widget
 from . import comfy
-from .common import CHUNK, cond_input, model_cond, model_input, seed_input, to_bchw
-from .folders import split_names
+from .common import CHUNK, cond_input, model_cond, model_input, seed_input, split_names, to_bchw
 
 RANKINGS = ["neg_elbo", "recon_error"]
 

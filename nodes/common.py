@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 
 from ..vae_core.conditions import Cond, repeat_condition
+from ..vae_core.limits import widget
+from ..vae_core.schedule import EASINGS
 from ..vae_core.walk import decode_chunks
 from .comfy import Progress
 
@@ -129,3 +131,19 @@ def decode(model, z: torch.Tensor, cond: Cond | None, desc: str = "decode") -> t
             out.append(to_image(images))
             bar.update(images.shape[0])
     return torch.cat(out)
+
+
+# -- inputs shared by several nodes ------------------------------------------------------------
+def split_names(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def path_inputs() -> dict:
+    """How a walk moves between keyframes; shared by CVAE Interpolate and CVAE Render Walk."""
+    return {
+        "method": (["slerp", "lerp"], {"default": "slerp", "tooltip": "slerp follows the sphere where latents live (no washed-out middle); lerp is a straight line."}),
+        "easing": (list(EASINGS), {"default": "ease-in-out", "tooltip": "Speed curve between two keyframes; ease-in-out lingers near each keyframe."}),
+        "hold": ("INT", {"default": 0, **widget("hold"), "step": 1, "tooltip": "Extra frames each keyframe stays still."}),
+        "loop": ("BOOLEAN", {"default": False, "tooltip": "Return from the last keyframe to the first, so the video loops seamlessly."}),
+        "pingpong": ("BOOLEAN", {"default": False, "tooltip": "Go through the keyframes and back again."}),
+    }

@@ -16,7 +16,7 @@ from ..vae_core.limits import widget
 from ..vae_core.prior import TRANSPORT_CHOICES
 from ..vae_core.restyle import restyle_folder
 from . import comfy
-from .common import cond_input, cond_spec, model_input, seed_input, to_bchw
+from .common import cond_input, cond_spec, model_input, seed_input, split_names, to_bchw
 
 log = logging.getLogger("cvae_art")
 
@@ -68,10 +68,6 @@ def png_names(names: list[str]) -> tuple[list[str], list[str]]:
             notes.append(f"{name} saved as {png}: {first[len(out)]} was taken by another image of this batch")
         out.append(png)
     return out, notes
-
-
-def split_names(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 class CVAELoadImageFolder:

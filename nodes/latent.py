@@ -6,7 +6,7 @@ import torch
 from ..vae_core import latent as ops
 from ..vae_core.limits import widget
 from ..vae_core.prior import PRIOR_CHOICES
-from ..vae_core.schedule import EASINGS, keyframe_path
+from ..vae_core.schedule import keyframe_path
 from .common import (
     LATENT_TYPE,
     broadcast_latent,
@@ -17,6 +17,7 @@ from .common import (
     make_latent,
     model_cond,
     model_input,
+    path_inputs,
     seed_input,
     to_bchw,
 )
@@ -247,17 +248,6 @@ class CVAELatentFromBatch:
         if index >= z.shape[0]:
             raise ValueError(f"index {index} is past the end of a batch of {z.shape[0]} latents (0 to {z.shape[0] - 1})")
         return (make_latent(z[index : index + length]),)
-
-
-def path_inputs() -> dict:
-    """How a walk moves between keyframes; shared by CVAE Interpolate and CVAE Render Walk."""
-    return {
-        "method": (["slerp", "lerp"], {"default": "slerp", "tooltip": "slerp follows the sphere where latents live (no washed-out middle); lerp is a straight line."}),
-        "easing": (list(EASINGS), {"default": "ease-in-out", "tooltip": "Speed curve between two keyframes; ease-in-out lingers near each keyframe."}),
-        "hold": ("INT", {"default": 0, **widget("hold"), "step": 1, "tooltip": "Extra frames each keyframe stays still."}),
-        "loop": ("BOOLEAN", {"default": False, "tooltip": "Return from the last keyframe to the first, so the video loops seamlessly."}),
-        "pingpong": ("BOOLEAN", {"default": False, "tooltip": "Go through the keyframes and back again."}),
-    }
 
 
 class CVAEInterpolate:

@@ -7,8 +7,7 @@ from ..vae_core.limits import widget
 from ..vae_core.schedule import condition_path, keyframe_path, sweep_condition
 from ..vae_core.walk import render_walk
 from . import comfy
-from .common import broadcast_latent, cond_input, cond_rows, latent_input, latent_z, model_cond, model_input
-from .latent import path_inputs
+from .common import broadcast_latent, cond_input, cond_rows, latent_input, latent_z, model_cond, model_input, path_inputs
 
 FORMATS = ["mp4", "webm", "gif", "webp"]
 
