@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ..vae_core.anomaly import anomaly_scores, heatmap
+from ..vae_core.anomaly import heatmap, scores_in_batches
+from ..vae_core.files import write_text
 from ..vae_core.images import fit
 from ..vae_core.limits import widget
 from . import comfy
@@ -57,16 +58,9 @@ class CVAEAnomalyScore:
             raise ValueError(f"file_names has {len(names)} names for {n} images; connect the names of these images")
         c = model_cond(model, cond, n)
         x = fit(x, model.resolution) if min(x.shape[-2:]) <= model.resolution else fit(x, min(x.shape[-2:]))
-        parts = []
         with comfy.Progress(n, "anomaly") as bar:
-            for i in range(0, n, CHUNK):
-                # One seed per chunk position, as vae_core's score_folder does: re-runs match.
-                parts.append(anomaly_scores(model, x[i : i + CHUNK], {k: v[i : i + CHUNK] for k, v in c.items()},
-                                            samples=samples, seed=(seed + i) % 2**63))
-                bar.update(min(CHUNK, n - i))
-        recon = torch.cat([p.recon_error for p in parts])
-        elbo = torch.cat([p.neg_elbo for p in parts])
-        maps = torch.cat([p.error_map for p in parts])
+            res = scores_in_batches(model, x, c, samples, seed, CHUNK, bar.callback)
+        recon, elbo, maps = res.recon_error, res.neg_elbo, res.error_map
         heat = torch.from_numpy(heatmap(maps, x, alpha=overlay)).float().div_(255.0)
         order = torch.argsort(elbo if rank_by == "neg_elbo" else recon, descending=True, stable=True)
         rows = []
@@ -75,7 +69,7 @@ class CVAEAnomalyScore:
         table = "\n".join("\t".join(map(str, row)) for row in [self.COLUMNS, *rows])
         target = comfy.save_target(filename_prefix)
         path = target.path("tsv")
-        path.write_text(table + "\n", encoding="utf-8")
+        write_text(path, table + "\n")
         top = rows[0]
         which = top[2] or f"image {top[1]} of the batch (0-based)"
         shown = f"{target.subfolder}/{path.name}" if target.subfolder else path.name

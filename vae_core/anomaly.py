@@ -29,6 +29,23 @@ class AnomalyResult:
     error_map: torch.Tensor  # [B, R, R] squared error averaged over channels, at the model's resolution
 
 
+def scores_in_batches(
+    model, images: torch.Tensor, cond: Cond, samples: int = 8, seed: int = 0, batch_size: int = 32,
+    callback: Callable[[int, int], None] | None = None,
+) -> AnomalyResult:
+    """anomaly_scores over a large batch, `batch_size` images at a time, with the seed of each
+    batch offset by its position, as score_folder does: the same images give the same scores
+    whichever way they arrive. cond: one row per image, or one for all."""
+    n = images.shape[0]
+    parts = []
+    for i in range(0, n, batch_size):
+        rows = {k: v[i : i + batch_size] if v.shape[0] == n else v for k, v in cond.items()}
+        parts.append(anomaly_scores(model, images[i : i + batch_size], rows, samples=samples, seed=(seed + i) % 2**63))
+        if callback is not None:
+            callback(min(i + batch_size, n), n)
+    return AnomalyResult(*(torch.cat([getattr(p, f) for p in parts]) for f in ("recon_error", "neg_elbo", "error_map")))
+
+
 class ScoreList(list):
     """score_folder's result: [(path, recon_error, neg_elbo)], worst first; `.skipped` lists the
     unreadable files as (path, why)."""
