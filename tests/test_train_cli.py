@@ -60,6 +60,10 @@ def test_bad_input_is_a_message_not_a_traceback(tmp_path, capsys):
     assert main(["train", str(data), "--out", str(tmp_path / "fresh"), "--resume"]) == 2
     assert "state.safetensors does not exist" in capsys.readouterr().err
 
+    for colour in ("pink", "#zzzzzz"):  # once a ValueError from inside a DataLoader worker, traceback and all
+        assert main(["train", str(data), "--out", str(tmp_path / "run"), "--background", colour, "--workers", "1"]) == 2
+        err = capsys.readouterr().err
+        assert f"background colour {colour!r}: use a name" in err and "Traceback" not in err and "worker" not in err
     with pytest.raises(SystemExit) as exit_info:  # argparse refuses it from the declared choices
         main(["train", str(data), "--out", str(tmp_path / "run"), "--resolution", "48"])
     assert exit_info.value.code == 2

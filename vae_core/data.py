@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ._cv2 import ERRORS as CV2_ERRORS
-from .images import IMAGE_EXTENSIONS, ImageReadError, list_images, load_image
+from .images import IMAGE_EXTENSIONS, ImageReadError, list_images, load_image, parse_color
 
 # Above this many bytes the decoded cache lives in a memory-mapped file in the run folder.
 MEMORY_CACHE_LIMIT = 2 << 30
@@ -120,6 +120,7 @@ def load_image_set(
     progress: bool = True,
 ) -> ImageSet:
     """Decode a folder into an ImageSet. `vocab` fixes the label order (when resuming)."""
+    parse_color(background)  # a bad colour is the user's one mistake, not one per image in a worker
     root = data_root(root)
     files, raw = scan_folder(root, conditions)
     if not files:

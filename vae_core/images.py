@@ -30,9 +30,12 @@ def parse_color(color: str | tuple[int, int, int]) -> tuple[int, int, int]:
     if color.lower() in named:
         return named[color.lower()]
     c = color.lstrip("#")
-    if len(c) != 6:
-        raise ValueError(f"background colour {color!r}: use a name (white, black, grey) or #rrggbb")
-    return tuple(int(c[i : i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+    try:
+        if len(c) != 6:
+            raise ValueError
+        return tuple(int(c[i : i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+    except ValueError:
+        raise ValueError(f"background colour {color!r}: use a name (white, black, grey) or #rrggbb") from None
 
 
 def read_image(path: str | Path, background: str | tuple[int, int, int] = "white") -> np.ndarray:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ._cv2 import ERRORS as CV2_ERRORS
 from .conditions import Cond, CondSpec, subfolder_condition
 from .files import atomic_write
-from .images import ImageReadError, list_images, read_image, resize, resize_center_crop, to_tensor, to_uint8
+from .images import ImageReadError, list_images, parse_color, read_image, resize, resize_center_crop, to_tensor, to_uint8
 from .model import reparameterize
 from .prior import TRANSPORT_CHOICES
 
@@ -124,6 +124,7 @@ def restyle_folder(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     _check_transport(transport)
+    parse_color(background)
     target_cond = model.condition(target, 1)  # bad specs fail before any work
     source_cond = None if source is None else model.condition(source, 1)
     files = list_images(src)
