@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
             add_args(sub.add_parser(name))
             runners[name] = run
     args = parser.parse_args(argv)
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed escaped, not a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         return runners[args.command](args)
     except KeyboardInterrupt:

@@ -191,3 +191,18 @@ def test_the_library_and_the_cli_load_neither_the_node_pack_nor_the_runner(tiny_
     assert out.returncode == 0, out.stderr[-2000:]
     loaded, nodes = out.stdout.strip().splitlines()[-2:]
     assert loaded == "[]" and int(nodes) == 25
+
+
+def test_anomaly_csv_keeps_a_file_name_that_is_not_utf8(tiny_model_path, shapes_folder, tmp_path, capsys):
+    src = tmp_path / "in"
+    (src / "disc").mkdir(parents=True)
+    first = sorted((shapes_folder / "disc").glob("*.png"))[0]
+    odd = src / "disc" / (b"\xff\xfeodd.png").decode("utf-8", "surrogateescape")
+    odd.write_bytes(first.read_bytes())
+    (src / "disc" / "plain.png").write_bytes(first.read_bytes())
+    csv_path = tmp_path / "scores.csv"
+    assert main(["anomaly", str(tiny_model_path), str(src), "--samples", "1", "--csv", str(csv_path)]) == 0
+    capsys.readouterr()
+    data = csv_path.read_bytes()
+    assert b"\xff\xfeodd.png" in data and b"plain.png" in data and len(data.splitlines()) == 3
+

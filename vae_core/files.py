@@ -60,4 +60,9 @@ def write_json(path: str | Path, data: Any) -> Path:
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8", newline=""))
+    """UTF-8; a file name that is not UTF-8 (a surrogate escape) is written back as its own bytes."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
+            f.write(text)
+
+    return atomic_write(path, write)
