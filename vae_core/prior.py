@@ -122,9 +122,9 @@ class MixturePrior(nn.Module):
 
     def moments(self, cond: Cond | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean [D] and covariance [D, D] of the mixture p(z | c) for one condition row, float64."""
-        w = self.component_logits(cond, 1).double().softmax(1)[0]
-        means = self.means.double()
-        cov_k = self.scale_tril.double() @ self.scale_tril.double().transpose(1, 2)
+        w = self.component_logits(cond, 1).cpu().double().softmax(1)[0]
+        means, tril = self.means.cpu().double(), self.scale_tril.cpu().double()  # CPU: MPS has no float64
+        cov_k = tril @ tril.transpose(1, 2)
         mean = w @ means
         second = torch.einsum("k,kij->ij", w, cov_k + means.unsqueeze(2) * means.unsqueeze(1))
         return mean, second - torch.outer(mean, mean)
@@ -132,10 +132,11 @@ class MixturePrior(nn.Module):
     def factor_moments(self, factor: str, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and covariance of z under one factor's label weights [L + 1] (last: null, the
         whole mixture): the blend's mixture of the labels' own Gaussians, float64."""
-        w = weights.double().clamp(min=0)
+        w = weights.cpu().double().clamp(min=0)
         w = w / w.sum().clamp(min=1e-30)
-        means = torch.cat([getattr(self, f"label_mean_{factor}").double(), self.moments(None)[0][None]])
-        covs = torch.cat([getattr(self, f"label_cov_{factor}").double(), self.moments(None)[1][None]])
+        whole = self.moments(None)
+        means = torch.cat([getattr(self, f"label_mean_{factor}").cpu().double(), whole[0][None]])
+        covs = torch.cat([getattr(self, f"label_cov_{factor}").cpu().double(), whole[1][None]])
         mean = w @ means
         second = torch.einsum("l,lij->ij", w, covs + means.unsqueeze(2) * means.unsqueeze(1))
         return mean, second - torch.outer(mean, mean)
@@ -149,21 +150,23 @@ class MixturePrior(nn.Module):
         per factor whose weights differ (applied in turn); latents whose source and target rows
         agree are returned as they are."""
         n = z.shape[0]
+        # On the CPU in float64 (MPS has none); a restyle batch needs a few 128 x 128 maps at most.
         source, target = _rows(source, n) or {}, _rows(target, n) or {}
-        out = z.double().clone()
+        out = z.detach().cpu().double().clone()
         if self.label_moments:
             null = {f: torch.eye(self.label_logp(f).shape[1] + 1, dtype=torch.float64)[-1] for f in self.factors}
             for f in self.factors:
-                ws = source[f].double().cpu() if f in source else null[f].expand(n, -1)
-                wt = target[f].double().cpu() if f in target else null[f].expand(n, -1)
+                ws = source[f].cpu().double() if f in source else null[f].expand(n, -1)
+                wt = target[f].cpu().double() if f in target else null[f].expand(n, -1)
                 for row in torch.unique(torch.cat([ws, wt], 1), dim=0):
                     a, b = row[:ws.shape[1]], row[ws.shape[1]:]
                     if torch.equal(a, b):
                         continue
-                    rows = ((ws == a) & (wt == b)).all(1).to(z.device)
+                    rows = ((ws == a) & (wt == b)).all(1)
                     out[rows] = _monge(*self.factor_moments(f, a), *self.factor_moments(f, b), out[rows])
-            return out.to(z.dtype)
-        ws, wt = self.component_logits(source or None, n).softmax(1), self.component_logits(target or None, n).softmax(1)
+            return out.to(z.device, z.dtype)
+        ws = self.component_logits(source or None, n).cpu().softmax(1)
+        wt = self.component_logits(target or None, n).cpu().softmax(1)
         for row in torch.unique(torch.cat([ws, wt], 1), dim=0):
             k = ws.shape[1]
             if torch.equal(row[:k], row[k:]):
@@ -172,7 +175,7 @@ class MixturePrior(nn.Module):
             first = int(rows.nonzero()[0])
             pick = lambda c: {f: v[first:first + 1] for f, v in c.items()} or None  # noqa: E731
             out[rows] = _monge(*self.moments(pick(source)), *self.moments(pick(target)), out[rows])
-        return out.to(z.dtype)
+        return out.to(z.device, z.dtype)
 
     # -- density and sampling --------------------------------------------------------------------
     def component_log_prob(self, z: torch.Tensor) -> torch.Tensor:
