@@ -35,7 +35,7 @@ from ..vae_core.losses import LossConfig, kl_divergence
 from ..vae_core.metrics import psnr, quality_report, ssim
 from ..vae_core.model import CVAE, ModelConfig
 from ..vae_core.prior import TRANSPORT_CHOICES
-from ..vae_core.restyle import move_latents
+from ..vae_core.restyle import REFINE_DEFAULT, restyle_latents
 from ..vae_core.train import MODEL_FILE, STATE_FILE, Trainer, TrainConfig
 
 STYLES = ("a", "b", "c", "d")  # the synthetic four-label condition of speed benchmarks
@@ -336,10 +336,10 @@ def _batched(n: int, size: int) -> Iterator[slice]:
 
 
 def reconstruct(model: CVAE, images: np.ndarray, labels: dict[str, np.ndarray], batch: int = 256,
-                decode_labels: dict[str, np.ndarray] | None = None,
-                transport: str = TRANSPORT_CHOICES[0]) -> tuple[torch.Tensor, torch.Tensor]:
+                decode_labels: dict[str, np.ndarray] | None = None, transport: str = TRANSPORT_CHOICES[0],
+                refine: int = REFINE_DEFAULT) -> tuple[torch.Tensor, torch.Tensor]:
     """(decoded posterior means, KL per image) of uint8 images; under `decode_labels`, if given,
-    restyled as `cvae restyle` does it (the latent moved by `transport`)."""
+    restyled as `cvae restyle` does it (restyle_latents with `transport` and `refine`)."""
     out, kls = [], []
     with torch.inference_mode():
         for s in _batched(len(images), batch):
@@ -348,7 +348,7 @@ def reconstruct(model: CVAE, images: np.ndarray, labels: dict[str, np.ndarray], 
             dec = enc if decode_labels is None else labels_to_condition(
                 model.vocab, {f: torch.from_numpy(v[s]) for f, v in decode_labels.items()})
             mu, logvar = model.encode(x, enc)
-            z = mu if decode_labels is None else move_latents(model, mu, enc, dec, transport)
+            z = mu if decode_labels is None else restyle_latents(model, mu, enc, dec, transport, refine)
             out.append(model.decode(z, dec).float().cpu())
             kls.append(kl_divergence(mu, logvar).sum(1).float().cpu())
     return torch.cat(out), torch.cat(kls)

@@ -161,9 +161,14 @@ def _restyle_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--background", default="white", help="colour that transparent pixels are composited on")
     from ..vae_core.prior import TRANSPORT_CHOICES
 
+    from ..vae_core.restyle import REFINE_DEFAULT
+
     p.add_argument("--transport", choices=TRANSPORT_CHOICES, default=TRANSPORT_CHOICES[0],
                    help="prior: carry each latent from the source style's part of the learned prior to the target's "
                         "(the default: measured closer to real drawings in the target style); none: decode it as encoded")
+    p.add_argument("--refine", type=arg_type("refine", "--refine"), default=REFINE_DEFAULT,
+                   help=f"passes that decode in the target style and encode the drawing again (default {REFINE_DEFAULT}; "
+                        "0: one decode): each pulls it onto how the model draws that style")
 
 
 def _restyle_run(a: argparse.Namespace) -> int:
@@ -175,7 +180,7 @@ def _restyle_run(a: argparse.Namespace) -> int:
               "`cvae fit-prior MODEL DATA --out NEW` gives it one", file=sys.stderr)
     report = restyle_folder(model, a.in_dir, a.out_dir, a.target, a.source, batch_size=a.batch_size, sample=a.sample,
                             size=a.size, overwrite=a.overwrite, background=a.background, seed=a.seed,
-                            transport=a.transport)
+                            transport=a.transport, refine=a.refine)
     for path in report.written:
         print(path)
     for path, why in report.failed:

@@ -14,7 +14,7 @@ from ..vae_core._cv2 import ERRORS as CV2_ERRORS
 from ..vae_core.images import ImageReadError, list_images, load_image, save_png
 from ..vae_core.limits import widget
 from ..vae_core.prior import TRANSPORT_CHOICES
-from ..vae_core.restyle import restyle_folder
+from ..vae_core.restyle import REFINE_DEFAULT, restyle_folder
 from . import comfy
 from .common import cond_input, cond_spec, model_input, seed_input, split_names, to_bchw
 
@@ -159,6 +159,7 @@ class CVAERestyleFolder:
                 "source_cond": cond_input("The source images' style; not connected = each file's first sub-folder name when it is a label, else unknown."),
                 # Optional, so workflows saved before it existed still validate.
                 "transport": (list(TRANSPORT_CHOICES), {"default": TRANSPORT_CHOICES[0], "tooltip": "prior: move each latent from the source style's part of the learned prior to the target style's (closer to real drawings in that style); none: decode it as encoded. Models without a learned prior always use none."}),
+                "refine": ("INT", {"default": REFINE_DEFAULT, **widget("refine"), "step": 1, "tooltip": "Passes that decode in the target style and encode the drawing again (0: one decode): each pulls it onto how the model draws that style, closer to a real drawing in it."}),
             },
         }
 
@@ -175,7 +176,7 @@ class CVAERestyleFolder:
             return sig
 
     def restyle(self, model, source_folder, target_folder, target_cond, mode, seed, size, batch_size, overwrite,
-                background, source_cond=None, transport=TRANSPORT_CHOICES[0]):
+                background, source_cond=None, transport=TRANSPORT_CHOICES[0], refine=REFINE_DEFAULT):
         src = comfy.resolve_folder(source_folder, "source_folder")
         dst = _target_folder(target_folder)
         target = cond_spec(model, target_cond, "target_cond")
@@ -183,7 +184,7 @@ class CVAERestyleFolder:
         with comfy.Progress(len(list_images(src)), "restyle") as bar:
             report = restyle_folder(model, src, dst, target, source, batch_size=batch_size, sample=mode == "sample",
                                     size=size, overwrite=overwrite, progress=False, callback=bar.callback,
-                                    background=background, seed=seed, transport=transport)
+                                    background=background, seed=seed, transport=transport, refine=refine)
         for path, why in report.failed:
             log.warning("CVAE Restyle Folder failed on %s: %s", path, why)
         lines = [f"{len(report.written)} written, {len(report.existing)} already there (kept), {len(report.failed)} failed, in {dst}"]

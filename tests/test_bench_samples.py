@@ -65,12 +65,15 @@ def test_the_samples_part_on_a_tiny_folder(styled_model, tmp_path, capsys):
         assert 0 <= row["precision"] <= 1 and 0 <= row["coverage"] <= 1
     assert rows[("reconstructions (held-out)", None, None)]["psnr"] > 5
     assert [r["style"] for r in per_style["rows"]] == list(STYLES)
-    for mode in ("prior", "none"):  # the model has a prior: restyle's default and the plain decode
-        pairs = [(r["from"], r["to"]) for r in transfer["rows"] if r["transport"] == mode]
+    modes = {(r["transport"], r["refine"]) for r in transfer["rows"]}
+    assert modes == set(bs.RESTYLE_MODES)  # the model has a prior: every mode, cvae restyle's default among them
+    for mode in modes:
+        pairs = [(r["from"], r["to"]) for r in transfer["rows"] if (r["transport"], r["refine"]) == mode]
         assert pairs[-1] == ("all", "all") and set(pairs[:-1]) <= {("disc", "ring"), ("ring", "disc")}
-    by_mode = {r["transport"]: r for r in transfer["rows"] if r["from"] == "all"}
-    assert by_mode["prior"]["transfer ssim"] != by_mode["none"]["transfer ssim"]
-    assert by_mode["prior"]["identity ssim"] == by_mode["none"]["identity ssim"]
+    by_mode = {(r["transport"], r["refine"]): r for r in transfer["rows"] if r["from"] == "all"}
+    assert len({r["transfer ssim"] for r in by_mode.values()}) == len(modes)  # each mode moves the latent its own way
+    assert len({r["identity ssim"] for r in by_mode.values()}) == 1
+    assert all(r["sharpness_ratio"] > 0 for r in by_mode.values())
     for r in transfer["rows"]:
         assert r["ssim gain"] == pytest.approx(r["transfer ssim"] - r["identity ssim"])
     # Run again: the cached classifier gives the same features, so the same figures.

@@ -540,12 +540,13 @@ def test_restyle_folder_keeps_names_and_finishes_interrupted_runs(pack, env, tin
     disc_c, ring_c = tiny_model.condition("label=disc"), tiny_model.condition("label=ring")
     with torch.inference_mode():
         mu, _ = tiny_model.encode(x, disc_c)
-        for transport, z in (("prior", tiny_model.prior.transport(mu, disc_c, ring_c)), ("none", mu)):
+        for transport, refine, z in (("prior", 0, tiny_model.prior.transport(mu, disc_c, ring_c)), ("none", 0, mu),
+                                     ("none", 1, tiny_model.encode(tiny_model.decode(mu, ring_c), ring_c)[0])):
             expected = (tiny_model.decode(z, ring_c)[0].permute(1, 2, 0) * 255).round().numpy()
-            out = Path(run(pack, "CVAERestyleFolder", **{**args, "target_folder": f"restyled/{transport}",
-                                                         "transport": transport})[0][0])
+            out = Path(run(pack, "CVAERestyleFolder", **{**args, "target_folder": f"restyled/{transport}{refine}",
+                                                         "transport": transport, "refine": refine})[0][0])
             got = np.asarray(Image.open(out / "disc" / disc0.name), np.float32)
-            assert np.abs(got - expected).max() <= 1, transport
+            assert np.abs(got - expected).max() <= 1, (transport, refine)
     (_, report2), _ = run(pack, "CVAERestyleFolder", **args)
     assert report2.startswith("0 written, 6 already there")
     for escape in ("../escape", str(tmp_path / "elsewhere")):  # an absolute path too: the output folder only

@@ -56,27 +56,38 @@ def test_restyle_output_is_encode_with_source_decode_with_target(tiny_model, src
     m = tiny_model
     assert m.prior is not None  # trained with the default: a learned prior, so restyle transports
     ring, disc, null = m.condition("label=ring"), m.condition("label=disc"), m.condition(None)
+    def refined(z, passes):  # decode as a ring, encode that drawing as a ring again
+        for _ in range(passes):
+            z, _ = m.encode(m.decode(z, ring), ring)
+        return to_uint8(m.decode(z, ring))[0]
+
     with torch.inference_mode():
         x = to_tensor(load_image(src / "disc/a.png", 32))
         mu, _ = m.encode(x, disc)  # its sub-folder is a label: the source
-        plain = to_uint8(m.decode(mu, ring))[0]
-        moved = to_uint8(m.decode(m.prior.transport(mu, disc, ring), ring))[0]
+        plain = refined(mu, 0)
+        moved = refined(m.prior.transport(mu, disc, ring), 0)
+        moved_refined = refined(m.prior.transport(mu, disc, ring), 2)
         x = to_tensor(load_image(src / "odd/d.png", 32))
         mu_null, _ = m.encode(x, null)  # 'odd' is no label: null source
-        moved_null = to_uint8(m.decode(m.prior.transport(mu_null, null, ring), ring))[0]
+        null_refined = refined(m.prior.transport(mu_null, null, ring), 2)
     dst = tmp_path / "out"
-    restyle_folder(m, src, dst, "label=ring", progress=False)
-    assert np.abs(read_image(dst / "disc/a.png").astype(int) - moved).max() <= 1
-    assert np.abs(read_image(dst / "odd/d.png").astype(int) - moved_null).max() <= 1
-    restyle_folder(m, src, tmp_path / "kept", "label=ring", progress=False, transport="none")
+    restyle_folder(m, src, dst, "label=ring", progress=False)  # the defaults: transport prior, 2 refine passes
+    assert np.abs(read_image(dst / "disc/a.png").astype(int) - moved_refined).max() <= 1
+    assert np.abs(read_image(dst / "odd/d.png").astype(int) - null_refined).max() <= 1
+    restyle_folder(m, src, tmp_path / "kept", "label=ring", progress=False, transport="none", refine=0)
     assert np.abs(read_image(tmp_path / "kept/disc/a.png").astype(int) - plain).max() <= 1
+    restyle_folder(m, src, tmp_path / "once", "label=ring", progress=False, refine=0)
+    assert np.abs(read_image(tmp_path / "once/disc/a.png").astype(int) - moved).max() <= 1
     assert np.abs(moved.astype(int) - plain).mean() > 0.5  # the transport moved the latent
+    assert np.abs(moved_refined.astype(int) - moved).mean() > 0.5  # and the passes moved the drawing
     # a different target gives a different picture
     restyle_folder(m, src, tmp_path / "other", "label=disc", progress=False)
     diff = np.abs(read_image(tmp_path / "other/disc/a.png").astype(int) - read_image(dst / "disc/a.png")).mean()
     assert diff > 1.0
     with pytest.raises(ValueError, match="transport must be one of prior, none"):
         restyle_folder(m, src, tmp_path / "x", "label=disc", progress=False, transport="ot")
+    with pytest.raises(ValueError, match="refine must be a whole number from 0 to 8"):
+        restyle_folder(m, src, tmp_path / "x", "label=disc", progress=False, refine=-1)
     assert not (tmp_path / "x").exists()
 
 

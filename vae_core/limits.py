@@ -57,6 +57,7 @@ RANGES: dict[str, Range] = {
     "top": Range(0, 1_000_000),
     "steps": Range(1, 10_000_000),
     "seed": Range(-(2**63), 2**63 - 1),
+    "refine": Range(0, 8, what="each pass is one more encode and decode"),
     "cond_weight": Range(-100.0, 100.0, integer=False, what="extrapolating further decodes to noise"),
     "lr": Range(1e-9, 1.0, integer=False),
     "loss_weight": Range(0.0, 1e7, integer=False),
