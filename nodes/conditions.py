@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..vae_core.conditions import blend_conditions
+from ..vae_core.conditions import ConditionError, blend_conditions, common_rows
 from .common import COND_TYPE, cond_input, model_input
 
 LABEL_TOOLTIP = "A label of the factor (see the model's info output), or 'null' for no condition."
@@ -100,9 +100,10 @@ class CVAEConditionMix:
             raise ValueError("cond_a and cond_b come from models with different factors or labels; make both from one model")
         if not cond_a:  # an unconditional model: nothing to blend
             return ({},)
-        ba, bb = (next(iter(c.values())).shape[0] for c in (cond_a, cond_b))
-        if ba != bb and 1 not in (ba, bb):
-            raise ValueError(f"cond_a has {ba} rows and cond_b {bb}; use one condition, or the same number in both")
+        try:
+            common_rows(cond_a, cond_b)
+        except ConditionError as err:
+            raise ValueError(f"cond_a and cond_b: {err}") from None
         device = next(iter(cond_a.values())).device
         return (blend_conditions(cond_a, {k: v.to(device) for k, v in cond_b.items()}, float(amount)),)
 

@@ -317,6 +317,9 @@ def test_conditions(pack, env, tiny_model):
     assert torch.allclose(mix["label"], torch.tensor([[0.75, 0.25, 0.0]]))
     (both,) = run(pack, "CVAEConditionBatch", cond_a=disc, cond_b=c)
     assert both["label"].tolist() == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    three = {"label": both["label"][:1].repeat(3, 1)}
+    with pytest.raises(ValueError, match="cond_a and cond_b: conditions of 2 and 3 rows; use 1 or the same number"):
+        run(pack, "CVAEConditionMix", cond_a=both, cond_b=three, amount=0.5)
     # A condition really changes the drawing.
     z = {"z": tiny_model.prior_sample(4, 0)}
     (img_disc,) = run(pack, "CVAEDecode", model=tiny_model, latent=z, cond=disc)

@@ -273,3 +273,13 @@ def test_render_walk_with_parallel_decoders_keeps_frame_order(tmp_path, tiny_mod
     assert err.diagonal().max() < min(4, apart.min())  # frames differ more than the codec's error
     assert (err.argmin(axis=1) == np.arange(23)).all()  # each frame is its own, not a neighbour's
     assert torch.get_num_threads() == 2 and torch_threads_of_a_new_thread() == 2
+
+
+def test_render_walk_refuses_a_condition_with_neither_one_row_nor_one_per_frame(tmp_path, model64):
+    from cvae_art.vae_core.conditions import ConditionError
+
+    cond = model64.condition(None, 3)
+    with pytest.raises(ConditionError, match="the condition has 3 rows; a walk of 5 frames needs 1 or 5"):
+        render_walk(model64, torch.zeros(5, model64.config.latent_dim), cond, tmp_path / "walk.gif")
+    assert not (tmp_path / "walk.gif").exists()
+

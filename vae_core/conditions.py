@@ -111,6 +111,15 @@ def blend_conditions(a: Cond, b: Cond, t: float | torch.Tensor) -> Cond:
     return {k: (1 - t) * a[k] + t * b[k] for k in a}
 
 
+def common_rows(*conds: Cond) -> int:
+    """The batch that conditions of 1 or N rows broadcast to (the one rule for condition rows);
+    a ConditionError when two of them have different numbers of rows, neither 1."""
+    rows = {w.shape[0] for c in conds for w in c.values()} - {1}
+    if len(rows) > 1:
+        raise ConditionError(f"conditions of {' and '.join(map(str, sorted(rows)))} rows; use 1 or the same number")
+    return rows.pop() if rows else 1
+
+
 def repeat_condition(cond: Cond, batch: int) -> Cond:
     """Broadcast a batch-1 condition to `batch` rows (or check that batches already match)."""
     out: Cond = {}

@@ -19,7 +19,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from .conditions import Cond, ConditionError
+from .conditions import Cond, ConditionError, common_rows
 from .images import fit, to_uint8
 from .video import DEFAULT_QUALITY, VideoWriter
 
@@ -27,17 +27,13 @@ T = TypeVar("T")
 
 
 def _cond_rows(cond: Cond | None, start: int, stop: int, total: int) -> Cond | None:
+    """Frames start..stop of a condition given for every frame, or for all of them (one row)."""
     if cond is None:
         return None
-    out: Cond = {}
-    for k, w in cond.items():
-        if w.shape[0] == 1:
-            out[k] = w
-        elif w.shape[0] == total:
-            out[k] = w[start:stop]
-        else:
-            raise ConditionError(f"condition {k!r} has batch {w.shape[0]}; a walk of {total} frames needs 1 or {total}")
-    return out
+    rows = common_rows(cond)
+    if rows not in (1, total):
+        raise ConditionError(f"the condition has {rows} rows; a walk of {total} frames needs 1 or {total}")
+    return {k: w if w.shape[0] == 1 else w[start:stop] for k, w in cond.items()}
 
 
 def _check_latents(latents: torch.Tensor, cond: Cond | None, chunk: int) -> None:
