@@ -107,18 +107,12 @@ def broadcast_latent(z: torch.Tensor, cond: Cond | None) -> torch.Tensor:
     return z.repeat(rows, 1) if z.shape[0] == 1 and rows > 1 else z
 
 
-def cond_spec(model, cond: Cond, what: str = "cond") -> dict[str, dict[str, float]]:
-    """A single-row Cond as the exact spec {factor: {label: weight}} that vae_core functions
-    taking a CondSpec accept ('null' is the null label)."""
+def single_cond(model, cond: Cond, what: str = "cond") -> Cond:
+    """One condition row for this model (a batch of several is refused, naming the input)."""
     rows = cond_rows(cond)
     if rows != 1:
         raise ValueError(f"{what} has {rows} rows; connect a single condition")
-    cond = model_cond(model, cond, 1, what)
-    spec = {}
-    for factor, labels in model.vocab.items():
-        w = cond[factor]
-        spec[factor] = {name: float(v) for name, v in zip(labels + ["null"], w[0].tolist()) if v != 0}
-    return spec
+    return model_cond(model, cond, 1, what)
 
 
 # -- batched model calls with progress and cancel ----------------------------------------------

@@ -16,7 +16,7 @@ from ..vae_core.limits import widget
 from ..vae_core.prior import TRANSPORT_CHOICES
 from ..vae_core.restyle import REFINE_DEFAULT, restyle_folder
 from . import comfy
-from .common import cond_input, cond_spec, model_input, seed_input, split_names, to_bchw
+from .common import cond_input, model_input, seed_input, single_cond, split_names, to_bchw
 
 log = logging.getLogger("cvae_art")
 
@@ -179,8 +179,8 @@ class CVAERestyleFolder:
                 background, source_cond=None, transport=TRANSPORT_CHOICES[0], refine=REFINE_DEFAULT):
         src = comfy.resolve_folder(source_folder, "source_folder")
         dst = _target_folder(target_folder)
-        target = cond_spec(model, target_cond, "target_cond")
-        source = None if source_cond is None else cond_spec(model, source_cond, "source_cond")
+        target = single_cond(model, target_cond, "target_cond")
+        source = None if source_cond is None else single_cond(model, source_cond, "source_cond")
         with comfy.Progress(len(list_images(src)), "restyle") as bar:
             report = restyle_folder(model, src, dst, target, source, batch_size=batch_size, sample=mode == "sample",
                                     size=size, overwrite=overwrite, progress=False, callback=bar.callback,

@@ -115,3 +115,14 @@ def test_sampling_is_seeded_and_independent_of_the_global_generator(tiny_model):
     assert all(any(torch.allclose(row, m) for m in tiny_model.prior.means) for row in z)
     assert torch.allclose(tiny_model.prior_sample(3, seed=5, temperature=0.5, prior="normal"),
                           0.5 * tiny_model.prior_sample(3, seed=5, prior="normal"))
+
+
+def test_condition_takes_a_spec_or_a_cond_of_this_model_and_refuses_another_models():
+    m = CVAE(ModelConfig(resolution=32, latent_dim=4, base_channels=8, max_channels=16, conditions={"style": ["a", "b"]}))
+    made = m.condition("style=a:0.25,b:0.75", 1)
+    again = m.condition(made, 3)
+    assert again["style"].shape == (3, 3) and torch.equal(again["style"][2], made["style"][0])
+    with pytest.raises(ConditionError, match="other labels than this model's"):
+        m.condition({"style": torch.tensor([[1.0, 0.0, 0.0, 0.0]])}, 1)
+    with pytest.raises(ConditionError, match="batch 2, expected 1 or 3"):
+        m.condition(m.condition("style=a", 2), 3)

@@ -68,8 +68,7 @@ def anomaly_scores(
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     x = fit(images.to(model.device, torch.float32), model.resolution)
-    if not _is_cond(cond):
-        cond = model.condition(cond, x.shape[0])
+    cond = model.condition(cond, x.shape[0])
     mu, logvar = model.encode(x, cond)
     recon = model.decode(mu, cond)
     sq = (recon - x).pow(2)
@@ -85,11 +84,6 @@ def anomaly_scores(
         neg_elbo=neg_elbo.cpu(),
         error_map=sq.mean(1).cpu(),
     )
-
-
-def _is_cond(c) -> bool:
-    """A Cond (weights per factor) rather than a spec to parse."""
-    return isinstance(c, dict) and bool(c) and all(isinstance(v, torch.Tensor) for v in c.values())
 
 
 def heatmap(

@@ -111,6 +111,11 @@ def blend_conditions(a: Cond, b: Cond, t: float | torch.Tensor) -> Cond:
     return {k: (1 - t) * a[k] + t * b[k] for k in a}
 
 
+def is_cond(c: object) -> bool:
+    """A Cond (weights per factor, tensors) rather than a spec to parse."""
+    return isinstance(c, dict) and bool(c) and all(isinstance(v, torch.Tensor) for v in c.values())
+
+
 def common_rows(*conds: Cond) -> int:
     """The batch that conditions of 1 or N rows broadcast to (the one rule for condition rows);
     a ConditionError when two of them have different numbers of rows, neither 1."""

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .conditions import Cond, CondSpec, make_condition, repeat_condition
+from .conditions import Cond, CondSpec, ConditionError, is_cond, make_condition, repeat_condition
 from .prior import PRIOR_CHOICES
 
 RECON_LOSSES = ("mse", "l1", "bce", "gaussian")
@@ -187,9 +187,16 @@ class CVAE(nn.Module):
     def resolution(self) -> int:
         return self.config.resolution
 
-    def condition(self, spec: CondSpec = None, batch: int = 1) -> Cond:
-        """A condition for this model from 'style=noto', 'style=noto:0.5,openmoji:0.5' or a dict."""
-        return make_condition(self.vocab, spec, batch, self.device)
+    def condition(self, spec: CondSpec | Cond = None, batch: int = 1) -> Cond:
+        """A condition for this model from 'style=noto', 'style=noto:0.5,openmoji:0.5', a dict, or
+        a Cond already made (checked against this model's factors, on its device, `batch` rows)."""
+        if not is_cond(spec):
+            return make_condition(self.vocab, spec, batch, self.device)
+        cond: Cond = spec  # type: ignore[assignment]
+        if set(cond) != set(self.vocab) or any(cond[f].shape[-1] != len(v) + 1 for f, v in self.vocab.items()):
+            raise ConditionError(f"the condition has factors {sorted(cond)} with other labels than this model's "
+                                 f"{dict(self.vocab)}; make it from this model")
+        return repeat_condition({k: v.to(self.device) for k, v in cond.items()}, batch)
 
     def _cond_vec(self, cond: Cond | None, batch: int) -> torch.Tensor:
         if cond is None:

@@ -108,8 +108,8 @@ def restyle_folder(
     model,
     src: str | Path,
     dst: str | Path,
-    target: CondSpec,
-    source: CondSpec | None = None,
+    target: CondSpec | Cond,
+    source: CondSpec | Cond | None = None,
     batch_size: int = 32,
     sample: bool = False,
     size: str = "model",
@@ -123,7 +123,8 @@ def restyle_folder(
 ) -> RestyleReport:
     """Restyle every image under `src` (recursively) into `dst`, same relative paths and names.
 
-    target / source: condition specs ("style=openmoji", "style=noto:0.7,openmoji:0.3", a dict).
+    target / source: condition specs ("style=openmoji", "style=noto:0.7,openmoji:0.3", a dict) or
+    single-row Conds.
     source=None: each image's first sub-folder name when it is a label of the model's first
     factor, else the null condition. sample: encode with z ~ q(z|x) (seeded per file) instead of
     the mean. size: "model" writes the model's resolution; "source" writes the source's size
