@@ -206,3 +206,19 @@ def test_anomaly_csv_keeps_a_file_name_that_is_not_utf8(tiny_model_path, shapes_
     data = csv_path.read_bytes()
     assert b"\xff\xfeodd.png" in data and b"plain.png" in data and len(data.splitlines()) == 3
 
+
+
+def test_extensionless_files_are_listed_as_skipped_by_train_data_restyle_and_anomaly(tiny_model_path, shapes_folder, tmp_path, capsys):
+    from cvae_art.vae_core.data import load_image_set
+
+    src = tmp_path / "in"
+    (src / "disc").mkdir(parents=True)
+    first = sorted((shapes_folder / "disc").glob("*.png"))[0]
+    (src / "disc" / "a.png").write_bytes(first.read_bytes())
+    (src / "disc" / "photo").write_bytes(first.read_bytes())  # an image, but nothing says so
+    data = load_image_set(src, 32, workers=0, progress=False)
+    assert len(data) == 1 and [(p.endswith("photo"), "no file extension" in why) for p, why in data.skipped] == [(True, True)]
+    assert main(["restyle", str(tiny_model_path), str(src), str(tmp_path / "out"), "--to", "label=ring"]) == 0
+    assert f"skipped {src / 'disc' / 'photo'}: no file extension" in capsys.readouterr().err
+    assert main(["anomaly", str(tiny_model_path), str(src), "--samples", "1"]) == 0
+    assert f"skipped {src / 'disc' / 'photo'}: no file extension" in capsys.readouterr().err

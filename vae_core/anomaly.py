@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ._cv2 import ERRORS as CV2_ERRORS, require_cv2
 from .conditions import Cond, CondSpec, subfolder_condition
-from .images import ImageReadError, fit, list_images, load_image, to_tensor, to_uint8
+from .images import ImageReadError, extensionless_files, fit, list_images, load_image, to_tensor, to_uint8
 from .losses import kl_divergence, reconstruction_nll
 from .model import reparameterize
 
@@ -151,7 +151,7 @@ def score_folder(
     files = list_images(folder)
     fixed = None if cond is None else model.condition(cond, 1)
     rows: list[tuple[str, float, float]] = []
-    skipped: list[tuple[str, str]] = []
+    skipped: list[tuple[str, str]] = extensionless_files(folder)
     r = model.resolution
     for start in tqdm(range(0, len(files), batch_size), disable=not progress, desc=f"scoring {folder.name}", unit="batch"):
         arrays, keep = [], []

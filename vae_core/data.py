@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ._cv2 import ERRORS as CV2_ERRORS
-from .images import IMAGE_EXTENSIONS, ImageReadError, list_images, load_image, parse_color
+from .images import IMAGE_EXTENSIONS, ImageReadError, extensionless_files, list_images, load_image, parse_color
 
 # Above this many bytes the decoded cache lives in a memory-mapped file in the run folder.
 MEMORY_CACHE_LIMIT = 2 << 30
@@ -156,6 +156,8 @@ def load_image_set(
         labels[f] = idx[keep]
     if not len(keep):
         raise DataError(f"{root}: none of the {n} images could be read; first error: {skipped[0][1]}")
+    if not (root / "metadata.csv").is_file():  # the folder is the list: its extension-less files are named too
+        skipped += extensionless_files(root)
     if len(keep) < n:
         # Compact in place (keep is increasing, so j <= i): `images[keep]` would copy a
         # memory-mapped cache into RAM, which is what the memmap is there to avoid.

@@ -137,6 +137,15 @@ def load_image(path: str | Path, size: int, background: str | tuple[int, int, in
     return resize_center_crop(read_image(path, background), size)
 
 
+def extensionless_files(root: str | Path) -> list[tuple[str, str]]:
+    """(path, why) for the files below `root` that have no extension: never read as images, so
+    listed beside the unreadable ones instead of being passed over in silence."""
+    root = Path(root)
+    return [(str(p), "no file extension, so it is not read as an image; name it e.g. .png or .jpg")
+            for p in sorted(root.rglob("*"))
+            if not p.suffix and p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+
+
 def list_images(root: str | Path) -> list[Path]:
     """Every image below `root`, recursively, sorted by relative path (hidden files skipped)."""
     root = Path(root)

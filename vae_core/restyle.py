@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ._cv2 import ERRORS as CV2_ERRORS
 from .conditions import Cond, CondSpec, subfolder_condition
 from .files import atomic_write
-from .images import ImageReadError, list_images, parse_color, read_image, resize, resize_center_crop, to_tensor, to_uint8
+from .images import ImageReadError, extensionless_files, list_images, parse_color, read_image, resize, resize_center_crop, to_tensor, to_uint8
 from .limits import check
 from .model import reparameterize
 from .prior import TRANSPORT_CHOICES
@@ -152,7 +152,7 @@ def restyle_folder(
                 f"output {out} would overwrite the input {p}: output folder {dst} overlaps input folder {src}; "
                 "choose an output folder outside the input folder"
             )
-    report = RestyleReport()
+    report = RestyleReport(failed=extensionless_files(src))
     todo: list[Path] = []
     for p in files:
         out = dst / p.relative_to(src)
