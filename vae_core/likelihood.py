@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 
-from .model import CVAE
+from .model import CVAE, reparameterize
 
 
 def _batched(n: int, size: int):
@@ -36,12 +36,11 @@ def importance_sampled_nll(model: CVAE, x: torch.Tensor, k: int = 1000, chunk: i
             xb = x[s].to(model.device)
             b = len(xb)
             mu, logvar = model.encode(xb.expand(-1, 3, -1, -1), None)
-            std = torch.exp(0.5 * logvar)  # one sigma for the k draws of each image
             logw = []
             for c in _batched(k, chunk):
                 n = c.stop - c.start
                 eps = torch.randn(b, n, d, generator=g).to(model.device)
-                z = mu[:, None] + std[:, None] * eps
+                z = reparameterize(mu[:, None], logvar[:, None], eps)  # n draws per image
                 logits = model.decode_logits(z.reshape(b * n, d), None).mean(1).reshape(b, n, -1)
                 target = xb.flatten(1)[:, None].expand_as(logits)
                 log_px = -torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)
