@@ -92,8 +92,8 @@ class MixturePrior(nn.Module):
         for f, labels in conditions.items():
             self.register_buffer(f"label_logp_{f}", torch.full((components, len(labels)), -math.log(max(len(labels), 1))))
         # Each label's own latent mean and covariance, for transport: the shared components blur
-        # the labels into each other, which halves the restyle's measured gain. Priors fitted
-        # before these existed transport with the mixture's moments instead.
+        # the labels into each other (with the mixture's moments the transport measured no gain
+        # over a plain decode). Priors fitted before these existed transport with those instead.
         self.label_moments = label_moments and bool(conditions)
         if self.label_moments:
             for f, labels in conditions.items():
