@@ -187,6 +187,9 @@ class CVAERestyleFolder:
                                     background=background, seed=seed, transport=transport, refine=refine)
         for path, why in report.failed:
             log.warning("CVAE Restyle Folder failed on %s: %s", path, why)
+        if not report.written and not report.existing:  # as `cvae restyle` and Train: an error, not an empty success
+            raise ValueError(f"source_folder {src}: no readable image to restyle"
+                             + (f" ({len(report.failed)} unreadable: {report.failed[0][0]}: {report.failed[0][1]})" if report.failed else ""))
         lines = [f"{len(report.written)} written, {len(report.existing)} already there (kept), {len(report.failed)} failed, in {dst}"]
         lines += [f"failed {path}: {why}" for path, why in report.failed]
         out = comfy.output_directory()

@@ -342,3 +342,39 @@ def test_comfyui_runs_the_shipped_graphs_to_the_same_pixels(tmp_path, headless):
             assert np.array_equal(image, theirs_png[name]), name
         assert sorted(p.relative_to(theirs).as_posix() for p in theirs.rglob("*.mp4")) == \
                sorted(p.relative_to(ours).as_posix() for p in ours.rglob("*.mp4"))
+
+
+def node_id(name: str, class_type: str) -> str:
+    (node,) = [n for n in read_workflow(WORKFLOWS / f"{name}.json")["nodes"] if n["type"] == class_type]
+    return str(node["id"])
+
+
+def test_bad_input_through_cvae_run_is_a_named_message_and_writes_nothing_outside(tmp_path, monkeypatch, capsys):
+    """The reliability corpus through `cvae run`: each case exits non-zero with the node or input
+    named, no traceback, nothing written outside the output folder, no input changed."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(comfy, "_output_dir", comfy._output_dir)
+    monkeypatch.setattr(comfy, "_input_dir", None)
+    monkeypatch.setattr(comfy, "_model_dirs", None)
+    out = tmp_path / "out"
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    (broken / "b.jpg").write_bytes(b"")
+    walk, restyle = node_id("latent_walk", "CVAERenderWalk"), node_id("folder_style_blend", "CVAERestyleFolder")
+    cases = [
+        ("latent_walk", [f"{walk}.frames=1000000000"], 2, [f"node {walk}", "frames"]),
+        ("latent_walk", [f"{walk}.fps=nan"], 2, [f"node {walk}", "fps"]),
+        ("folder_style_blend", [f"{restyle}.target_folder=../escape"], 1, [restyle, "target_folder '../escape' points outside"]),
+        ("folder_style_blend", [f"{restyle}.target_folder={tmp_path / 'elsewhere'}"], 1, [restyle, "points outside"]),
+        ("folder_style_blend", [f"{restyle}.source_folder={broken}"], 1, [restyle, "no readable image to restyle (2 unreadable"]),
+        ("folder_style_blend", [f"{restyle}.background=pinkish"], 1, [restyle, "background colour 'pinkish'"]),
+    ]
+    before = {p: p.read_bytes() for p in broken.iterdir()}
+    for name, sets, code, words in cases:
+        argv = ["run", str(WORKFLOWS / f"{name}.json"), "--output-dir", str(out), "-q", *[a for s in sets for a in ("--set", s)]]
+        assert cvae(argv) == code, (name, sets)
+        err = capsys.readouterr().err
+        assert all(w in err for w in words) and "Traceback" not in err, (sets, err)
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "elsewhere").exists()
+    assert {p: p.read_bytes() for p in broken.iterdir()} == before
