@@ -35,7 +35,8 @@ from ..vae_core.losses import LossConfig, kl_divergence
 from ..vae_core.metrics import psnr, quality_report, ssim
 from ..vae_core.model import CVAE, ModelConfig
 from ..vae_core.prior import TRANSPORT_CHOICES
-from ..vae_core.restyle import REFINE_DEFAULT, restyle_latents
+from ..vae_core.model import REFINE_DEFAULT
+from ..vae_core.restyle import restyle_latents
 from ..vae_core.train import MODEL_FILE, STATE_FILE, Trainer, TrainConfig
 
 STYLES = ("a", "b", "c", "d")  # the synthetic four-label condition of speed benchmarks

@@ -19,13 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..vae_core.model import REFINE_DEFAULT
 from .harness import Table, run_in_fresh_process, untrained_model
 
 MODEL_NAME = "bench.safetensors"
 
 
 def job_values(frames: int, size: int, count: int) -> dict:
-    return dict(count=count, seed=0, temperature=1.0, frames=frames, method="slerp", easing="ease-in-out", hold=0,
+    return dict(count=count, seed=0, temperature=1.0, refine=REFINE_DEFAULT, frames=frames, method="slerp", easing="ease-in-out", hold=0,
                 loop=False, pingpong=False, format="mp4", fps=24.0, quality=80, loop_count=0, size=size)
 
 
@@ -36,7 +37,7 @@ def job_graph(v: dict) -> dict:
     return {
         "1": {"class_type": "CVAELoadModel", "inputs": {"model_name": MODEL_NAME}},
         "2": {"class_type": "CVAESample", "inputs": {"model": ["1", 0], "count": v["count"], "seed": v["seed"],
-                                                     "temperature": v["temperature"]}},
+                                                     "temperature": v["temperature"], "refine": v["refine"]}},
         "3": {"class_type": "CVAESaveImages", "inputs": {"images": ["2", 0], "filename_prefix": "bench/key"}},
         "4": {"class_type": "CVAERenderWalk", "inputs": {"model": ["1", 0], "latents": ["2", 1], **walk,
                                                          "filename_prefix": "bench/walk"}},
@@ -55,8 +56,8 @@ def direct_job(model_path: str, out: str, v: dict, prompt: dict) -> None:
     text = {"prompt": json.dumps(prompt)}
     with torch.inference_mode():
         model = load_model(model_path)
-        z = model.prior_sample(v["count"], v["seed"], v["temperature"])
         cond = model.condition(None, 1)
+        z = model.refine(model.prior_sample(v["count"], v["seed"], v["temperature"]), cond, v["refine"])
         for i, img in enumerate(model.decode(z, cond)):
             save_png(Path(out) / "direct" / f"key_{i:05d}.png", img, text)
         path = keyframe_path(z, v["frames"], v["method"], v["easing"], v["loop"], v["pingpong"], v["hold"])

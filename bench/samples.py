@@ -34,7 +34,7 @@ from ..vae_core.data import ImageSet, load_image_set
 from ..vae_core.images import to_tensor
 from ..vae_core.metrics import laplacian_variance, psnr, quality_report, ssim
 from ..vae_core.model import CVAE
-from ..vae_core.restyle import REFINE_DEFAULT
+from ..vae_core.model import REFINE_DEFAULT
 
 
 CLASSIFIER_EPOCHS = 20  # measured: 10 epochs read the held-out style right 76% of the time
@@ -229,14 +229,15 @@ def _transfer_row(moved: torch.Tensor, target: torch.Tensor, source: torch.Tenso
             "sharpness_ratio": sharp}
 
 
-def _draw(model: CVAE, styles: np.ndarray, factor: str, seed: int, temperature: float, prior: str, batch: int = 256) -> torch.Tensor:
+def _draw(model: CVAE, styles: np.ndarray, factor: str, seed: int, temperature: float, prior: str, batch: int = 256,
+          refine: int = REFINE_DEFAULT) -> torch.Tensor:
     """Samples as a user draws them: one `cvae sample --cond style=S` call per style."""
     out = torch.empty(len(styles), 3, model.resolution, model.resolution)
     for s in np.unique(styles):
         rows = np.flatnonzero(styles == s)
         spec = f"{factor}={model.vocab[factor][s]}" if s >= 0 else None
         images = [model.sample(len(rows[sl]), model.condition(spec, 1), seed=seed + 7919 * int(s) + i,
-                               temperature=temperature, prior=prior).float().cpu()
+                               temperature=temperature, prior=prior, refine=refine).float().cpu()
                   for i, sl in enumerate(_batched(len(rows), batch))]
         out[rows] = torch.cat(images)
     return out
@@ -261,12 +262,12 @@ def bench_samples(models: dict[str, str | Path], data_root: str | Path, device: 
     heldout_nn = float(nearest_rmse(real_val, ref_images).median())
     ctx = {"net": net, "ref_feats": ref_feats, "ref_images": ref_images, "heldout_nn": heldout_nn, "factor": factor}
     asked_val = data.labels[factor][val_idx]
-    cols = ["model", "set", "prior", "T", "images", "fid", "kid x1000", "precision", "recall", "density", "coverage",
+    cols = ["model", "set", "prior", "T", "refine", "images", "fid", "kid x1000", "precision", "recall", "density", "coverage",
             "style acc", "nn rmse", "nn / held-out nn"]
     quality = Table("samples", f"Sample quality on {root.name} (domain-classifier features)", cols)
     quality.rows.append({"model": "-", **_set_row("real held-out", real_val, asked_val, ctx)})
     quality.rows.append({"model": "-", **_set_row("real held-out, blurred (sigma 1 px)", blur(real_val), asked_val, ctx)})
-    per_style = Table("samples_style", "Prior samples per style (T = 1, the model's default prior)",
+    per_style = Table("samples_style", "Prior samples per style (T = 1, the model's default prior and refine passes)",
                       ["model", "style", "images", "fid", "kid x1000", "precision", "recall", "style acc"])
     pair_cols = ["model", "transport", "refine", "from", "to", "pairs", "transfer ssim", "identity ssim", "ssim gain",
                  "psnr gain", "target style acc", "sharpness_ratio"]
@@ -284,8 +285,10 @@ def bench_samples(models: dict[str, str | Path], data_root: str | Path, device: 
             if prior == "learned" and model.prior is None:
                 continue
             for t in temperatures:
-                samples = _draw(model, asked_val, factor, seed, t, prior)
-                quality.rows.append({"model": name, "prior": prior, "T": t, **_set_row("samples", samples, asked_val, ctx)})
+                for refine in sorted({0, REFINE_DEFAULT}):  # as drawn before refining existed, and now
+                    samples = _draw(model, asked_val, factor, seed, t, prior, refine=refine)
+                    quality.rows.append({"model": name, "prior": prior, "T": t, "refine": refine,
+                                         **_set_row("samples", samples, asked_val, ctx)})
         default = "learned" if model.prior is not None else "normal"
         for s, label in enumerate(data.vocab[factor]):
             ref_s = ref_feats[torch.from_numpy(data.labels[factor][train_idx] == s)]
@@ -324,7 +327,8 @@ def bench_samples(models: dict[str, str | Path], data_root: str | Path, device: 
         "style acc: the classifier's style head agrees with the asked style (real held-out: with the true one)",
         "nn rmse: median pixel RMSE to the nearest training image; nn / held-out nn below 1 means samples sit closer "
         "to training images than new real images do (replay)",
-        "samples: one `model.sample(n, style=S, seed, T)` call per style, the learned prior where the model has one",
+        "samples: one `model.sample(n, style=S, seed, T, refine)` call per style, the learned prior where the model "
+        f"has one; refine: decode-and-encode passes after drawing ({REFINE_DEFAULT} is the default)",
     ]
     transfer.notes += [
         "each held-out image of an emoji drawn in all styles, encoded in its own style and decoded as each other, "

@@ -29,6 +29,14 @@ def _prior_arg(p: argparse.ArgumentParser) -> None:
                         "normal: N(0, T^2 I)")
 
 
+def _refine_arg(p: argparse.ArgumentParser, what: str) -> None:
+    from ..vae_core.model import REFINE_DEFAULT
+
+    p.add_argument("--refine", type=arg_type("refine", "--refine"), default=REFINE_DEFAULT,
+                   help=f"passes that decode {what} and encode the drawing again (default {REFINE_DEFAULT}; 0: one "
+                        "decode): each pulls it onto how the model draws")
+
+
 def _prior_note(model, prior: str) -> str:
     """Say so when a model has no learned prior to draw from (and how to give it one)."""
     if prior == "learned" and not model.has_learned_prior:
@@ -52,6 +60,7 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=arg_type("temperature", "--temperature"), default=1.0, help="1: the prior as learned; below 1 is tamer, above 1 wilder")
     _prior_arg(p)
+    _refine_arg(p, "each sample")
     p.add_argument("--nrow", type=arg_type("nrow", "--nrow"), help="grid columns (default: square-ish)")
     p.add_argument("--out", required=True, help="a .png grid, or a folder for one PNG per sample")
 
@@ -63,9 +72,9 @@ def _sample_run(a: argparse.Namespace) -> int:
     model = _load(a)
     cond = model.condition(a.cond, 1)
     prior = _prior_note(model, a.prior)
-    images = model.sample(a.n, cond, seed=a.seed, temperature=a.temperature, prior=prior)
+    images = model.sample(a.n, cond, seed=a.seed, temperature=a.temperature, prior=prior, refine=a.refine)
     what = (f"{a.n} sample(s) ({describe_condition(model.vocab, cond) or 'unconditional'}, seed {a.seed}, "
-            f"temperature {a.temperature:g}, {prior} prior)")
+            f"temperature {a.temperature:g}, {prior} prior, {a.refine} refine pass(es))")
     text = {"cvae": _provenance("sample", a)}
     out = Path(a.out)
     if out.suffix.lower() == ".png":
@@ -99,6 +108,7 @@ def _walk_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=arg_type("temperature", "--temperature"), default=1.0, help="spread of the random keyframes (1: the prior as learned)")
     _prior_arg(p)
+    _refine_arg(p, "each random keyframe")
     p.add_argument("--renormalize", action="store_true", help="keep every frame's latent at the typical radius of N(0, T^2 I) (for --prior normal walks)")
     p.add_argument("--cond", help="condition for every frame (default: null)")
     p.add_argument("--cond-from", help="condition at the start (a sweep to --cond-to)")
@@ -130,6 +140,8 @@ def _walk_run(a: argparse.Namespace) -> int:
         keys = torch.cat([latent.encode(model, imgs[0], cond_from), latent.encode(model, imgs[1], cond_to)])
     else:
         keys = model.prior_sample(a.keyframes, a.seed, a.temperature, cond_from, _prior_note(model, a.prior))
+        with torch.inference_mode():
+            keys = model.refine(keys, cond_from, a.refine)
     schedule_args = dict(easing=a.easing, loop=a.loop, pingpong=a.pingpong)
     frames = a.frames if a.frames is not None else (None if seg else 96)
     z = keyframe_path(keys, frames, a.method, hold=a.hold, segment_frames=seg, **schedule_args)
@@ -161,14 +173,10 @@ def _restyle_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--background", default="white", help="colour that transparent pixels are composited on")
     from ..vae_core.prior import TRANSPORT_CHOICES
 
-    from ..vae_core.restyle import REFINE_DEFAULT
-
     p.add_argument("--transport", choices=TRANSPORT_CHOICES, default=TRANSPORT_CHOICES[0],
                    help="prior: carry each latent from the source style's part of the learned prior to the target's "
                         "(the default: measured closer to real drawings in the target style); none: decode it as encoded")
-    p.add_argument("--refine", type=arg_type("refine", "--refine"), default=REFINE_DEFAULT,
-                   help=f"passes that decode in the target style and encode the drawing again (default {REFINE_DEFAULT}; "
-                        "0: one decode): each pulls it onto how the model draws that style")
+    _refine_arg(p, "in the target style")
 
 
 def _restyle_run(a: argparse.Namespace) -> int:

@@ -14,7 +14,8 @@ from ..vae_core._cv2 import ERRORS as CV2_ERRORS
 from ..vae_core.images import ImageReadError, list_images, load_image, save_png
 from ..vae_core.limits import widget
 from ..vae_core.prior import TRANSPORT_CHOICES
-from ..vae_core.restyle import REFINE_DEFAULT, restyle_folder
+from ..vae_core.model import REFINE_DEFAULT
+from ..vae_core.restyle import restyle_folder
 from . import comfy
 from .common import cond_input, model_input, seed_input, single_cond, split_names, to_bchw
 

@@ -5,6 +5,7 @@ import torch
 
 from ..vae_core import latent as ops
 from ..vae_core.limits import widget
+from ..vae_core.model import REFINE_DEFAULT
 from ..vae_core.prior import PRIOR_CHOICES
 from ..vae_core.schedule import keyframe_path
 from .common import (
@@ -76,7 +77,8 @@ class CVAEDecode:
 class CVAESample:
     DESCRIPTION = (
         "Draws random latents and decodes them: from the model's learned prior p(z | style), which puts them where "
-        "real images encode, or from the standard normal N(0, T^2) of models without one."
+        "real images encode, or from the standard normal N(0, T^2) of models without one; then refines them by "
+        "decoding and encoding again (the latent output is the refined one)."
     )
     CATEGORY = "CVAE/latent"
     RETURN_TYPES = ("IMAGE", LATENT_TYPE)
@@ -97,11 +99,14 @@ class CVAESample:
             "optional": {
                 "cond": cond_input(COND_DECODE_TOOLTIP),
                 "prior": (list(PRIOR_CHOICES), {"default": PRIOR_CHOICES[0], "tooltip": "learned: the model's fitted p(z | style) (models without one fall back to normal; CVAE Fit Prior adds one). normal: N(0, T^2), what the model was trained against."}),
+                "refine": ("INT", {"default": REFINE_DEFAULT, **widget("refine"), "step": 1, "tooltip": "Passes that decode each sample and encode the drawing again (0: one decode): each pulls it onto how the model draws, so samples look more like the data."}),
             },
         }
 
-    def sample(self, model, count, seed, temperature, cond=None, prior=PRIOR_CHOICES[0]):
-        z = model.prior_sample(count, seed, temperature, model_cond(model, cond, count), prior)
+    def sample(self, model, count, seed, temperature, cond=None, prior=PRIOR_CHOICES[0], refine=REFINE_DEFAULT):
+        c = model_cond(model, cond, count)
+        with torch.inference_mode():
+            z = model.refine(model.prior_sample(count, seed, temperature, c, prior), c, refine)
         return (decode(model, z, cond), make_latent(z))
 
 

@@ -56,7 +56,9 @@ def test_the_samples_part_on_a_tiny_folder(styled_model, tmp_path, capsys):
     assert main(argv) == 0
     quality, per_style, transfer = json.loads(capsys.readouterr().out)["tables"]
     assert len(list((tmp_path / "cache").glob("domain_classifier_*.safetensors"))) == 1
-    rows = {(r["set"], r.get("prior"), r.get("T")): r for r in quality["rows"]}
+    rows = {(r["set"], r.get("prior"), r.get("T")): r for r in quality["rows"] if r.get("refine") in (None, bs.REFINE_DEFAULT)}
+    unrefined = [r for r in quality["rows"] if r.get("refine") == 0]
+    assert len(unrefined) == 4 and all(r["images"] == rows[("real held-out", None, None)]["images"] for r in unrefined)
     real = rows[("real held-out", None, None)]
     assert real["nn / held-out nn"] == pytest.approx(1.0)
     for key in [("reconstructions (held-out)", None, None)] + [("samples", p, t) for p in ("learned", "normal") for t in (0.5, 1)]:

@@ -217,9 +217,11 @@ def test_sample_is_seeded_and_matches_the_library(pack, env, tiny_model):
     assert torch.equal(decoded, img)
     # The learned prior by default; the standard normal when asked.
     assert tiny_model.has_learned_prior
-    assert torch.equal(lat["z"], tiny_model.prior_sample(5, 7, 0.8, tiny_model.condition("label=disc", 5)))
-    _, normal = run(pack, "CVAESample", model=tiny_model, count=5, seed=7, temperature=0.8, cond=cond, prior="normal")
-    assert torch.equal(normal["z"], tiny_model.prior_sample(5, 7, 0.8, prior="normal"))
+    c5 = tiny_model.condition("label=disc", 5)
+    with torch.inference_mode():  # drawn, then refined (two passes, the default)
+        assert torch.equal(lat["z"], tiny_model.refine(tiny_model.prior_sample(5, 7, 0.8, c5), c5))
+        _, normal = run(pack, "CVAESample", model=tiny_model, count=5, seed=7, temperature=0.8, cond=cond, prior="normal")
+        assert torch.equal(normal["z"], tiny_model.refine(tiny_model.prior_sample(5, 7, 0.8, prior="normal"), c5))
 
 
 def test_fit_prior_gives_a_copy_of_the_model_a_prior_and_leaves_the_input_alone(pack, env, tiny_model, tmp_path):
@@ -622,3 +624,15 @@ def test_render_walk_sweeps_the_style_as_cvae_walk_does_with_the_same_settings(p
                                                         ("slerp", "ease-in-out", 1, True, False))
     cli_plan = sweep_condition(disc, ring, 14, 3, "ease-in-out", True, False, 1)
     assert torch.equal(planned["label"], cli_plan["label"])
+
+
+def test_sample_node_refines_and_returns_the_refined_latent(pack, env, tiny_model):
+    c = tiny_model.condition("label=disc", 3)
+    (plain, plain_z) = run(pack, "CVAESample", model=tiny_model, count=3, seed=5, temperature=1.0, cond=c, refine=0)
+    (img, latent) = run(pack, "CVAESample", model=tiny_model, count=3, seed=5, temperature=1.0, cond=c)
+    with torch.inference_mode():
+        z = tiny_model.prior_sample(3, 5, 1.0, c)
+        assert torch.equal(plain_z["z"], z)
+        assert torch.allclose(latent["z"], tiny_model.refine(z, c, 2))
+    assert not torch.equal(img, plain)
+

@@ -239,3 +239,18 @@ def test_a_prior_saved_without_label_moments_still_transports_with_its_mixture(m
     save_file(bad, str(path), metadata=meta)
     with pytest.raises(CheckpointError, match="bad_moments.safetensors.*label moments"):
         load_model(path, "cpu")
+
+
+def test_sampling_refines_by_decoding_and_encoding_again(model_with_prior):
+    m = load_model(model_with_prior, "cpu")
+    c = m.condition(f"label={m.vocab['label'][0]}", 4)
+    with torch.inference_mode():
+        z = m.prior_sample(4, 3, 1.0, c)
+        once, _ = m.encode(m.decode(z, c), c)
+        twice, _ = m.encode(m.decode(once, c), c)
+        assert torch.equal(m.sample(4, c, seed=3, refine=0), m.decode(z, c))
+        assert torch.equal(m.sample(4, c, seed=3, refine=2), m.decode(twice, c))
+        assert torch.equal(m.sample(4, c, seed=3), m.decode(twice, c))  # two passes is the default
+        assert not torch.equal(twice, z)
+    with pytest.raises(ValueError, match="refine must be a whole number from 0 to 8"):
+        m.sample(4, c, refine=9)

@@ -222,3 +222,16 @@ def test_extensionless_files_are_listed_as_skipped_by_train_data_restyle_and_ano
     assert f"skipped {src / 'disc' / 'photo'}: no file extension" in capsys.readouterr().err
     assert main(["anomaly", str(tiny_model_path), str(src), "--samples", "1"]) == 0
     assert f"skipped {src / 'disc' / 'photo'}: no file extension" in capsys.readouterr().err
+
+
+def test_sample_and_walk_refine_their_draws(tiny_model_path, tmp_path, capsys):
+    for refine in ("0", "2"):
+        assert main(["sample", str(tiny_model_path), "--n", "4", "--seed", "3", "--refine", refine,
+                     "--out", str(tmp_path / f"r{refine}.png")]) == 0
+    assert f"2 refine pass(es)" in capsys.readouterr().out
+    assert read_image(tmp_path / "r0.png").tolist() != read_image(tmp_path / "r2.png").tolist()
+    assert main(["walk", str(tiny_model_path), "--keyframes", "2", "--frames", "4", "--refine", "1",
+                 "--out", str(tmp_path / "w.gif")]) == 0
+    with pytest.raises(SystemExit):
+        main(["sample", str(tiny_model_path), "--refine", "9", "--out", str(tmp_path / "x.png")])
+    assert "argument --refine: must be a whole number from 0 to 8" in capsys.readouterr().err

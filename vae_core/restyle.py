@@ -21,7 +21,7 @@ from .conditions import Cond, CondSpec, subfolder_condition
 from .files import atomic_write
 from .images import ImageReadError, extensionless_files, list_images, parse_color, read_image, resize, resize_center_crop, to_tensor, to_uint8
 from .limits import check
-from .model import reparameterize
+from .model import REFINE_DEFAULT, reparameterize
 from .prior import TRANSPORT_CHOICES
 
 JPEG_QUALITY = 95
@@ -32,9 +32,6 @@ class RestyleReport:
     written: list[str] = field(default_factory=list)  # output files written by this run
     existing: list[str] = field(default_factory=list)  # outputs already there, left as they were
     failed: list[tuple[str, str]] = field(default_factory=list)  # (input file, why)
-
-
-REFINE_DEFAULT = 2  # measured in `cvae bench samples` (BENCHMARKS.md, restyle): the gain levels off after two
 
 
 def restyle_latents(model, z: torch.Tensor, source: Cond | None, target: Cond | None, transport: str = "prior",
@@ -48,12 +45,9 @@ def restyle_latents(model, z: torch.Tensor, source: Cond | None, target: Cond | 
     real drawing in the target style and makes it sharper, not blurrier (measured in `cvae bench
     samples`)."""
     _check_transport(transport)
-    check("refine", refine)
     if transport == "prior" and model.prior is not None:
         z = model.prior.transport(z, source, target)
-    for _ in range(refine):
-        z, _ = model.encode(model.decode(z, target), target)
-    return z
+    return model.refine(z, target, refine)
 
 
 def _check_transport(transport: str) -> None:
