@@ -228,7 +228,7 @@ def test_sample_and_walk_refine_their_draws(tiny_model_path, tmp_path, capsys):
     for refine in ("0", "2"):
         assert main(["sample", str(tiny_model_path), "--n", "4", "--seed", "3", "--refine", refine,
                      "--out", str(tmp_path / f"r{refine}.png")]) == 0
-    assert f"2 refine pass(es)" in capsys.readouterr().out
+    assert "2 refine pass(es)" in capsys.readouterr().out
     assert read_image(tmp_path / "r0.png").tolist() != read_image(tmp_path / "r2.png").tolist()
     assert main(["walk", str(tiny_model_path), "--keyframes", "2", "--frames", "4", "--refine", "1",
                  "--out", str(tmp_path / "w.gif")]) == 0
