@@ -13,7 +13,7 @@ from cvae_art.vae_core import latent as L
 DIM = st.integers(2, 64)
 SEEDS = st.integers(0, 2**31 - 1)
 T01 = st.floats(0.0, 1.0, allow_nan=False)
-FAST = settings(max_examples=60, deadline=None, database=None)
+FAST = settings(max_examples=60, deadline=None, database=None, derandomize=True)  # the same examples in every CI run
 
 
 def vec(seed: int, d: int, scale: float = 1.0) -> torch.Tensor:
@@ -37,7 +37,7 @@ def test_slerp_of_unit_vectors_stays_unit(s1, s2, d, t):
     a, b = vec(s1, d), vec(s2, d)
     a, b = a / a.norm(), b / b.norm()
     z = L.slerp(a, b, t)
-    assert math.isclose(float(z.norm()), 1.0, abs_tol=1e-5)
+    assert math.isclose(float(z.norm()), 1.0, abs_tol=1e-4)  # float32: sin ratios at small angles lose digits
 
 
 @FAST

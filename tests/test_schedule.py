@@ -10,7 +10,7 @@ from cvae_art.vae_core.conditions import make_condition
 from cvae_art.vae_core.model import CVAE, ModelConfig
 from cvae_art.vae_core.schedule import EASINGS, condition_path, ease, keyframe_path, schedule, sweep_condition
 
-FAST = settings(max_examples=150, deadline=None, database=None)
+FAST = settings(max_examples=150, deadline=None, database=None, derandomize=True)  # the same examples in every CI run
 REQUIRED = {"linear", "ease-in", "ease-out", "ease-in-out", "smoothstep", "sine"}
 
 
@@ -26,7 +26,7 @@ def test_easing_ends_are_exact(name):
     assert float(ease(1.0, name)) == 1.0
 
 
-@settings(max_examples=100, deadline=None, database=None)
+@settings(max_examples=100, deadline=None, database=None, derandomize=True)
 @given(st.sampled_from(sorted(EASINGS)), st.lists(st.floats(0.0, 1.0), min_size=2, max_size=50))
 def test_easings_are_monotone_within_0_1(name, ts):
     t = torch.tensor(sorted(ts), dtype=torch.float64)
@@ -207,7 +207,7 @@ def styled_model():
                             conditions={"style": ["noto", "openmoji", "twemoji"], "group": ["a", "b"]}))
 
 
-@settings(max_examples=40, deadline=None, database=None)
+@settings(max_examples=40, deadline=None, database=None, derandomize=True)
 @given(st.floats(0.0, 1.0), st.floats(0.0, 1.0))
 def test_blend_weights_give_the_weighted_mix_of_embeddings(styled_model, w1, w2):
     if w1 + w2 < 1e-3:
