@@ -32,7 +32,7 @@ def _prior_arg(p: argparse.ArgumentParser) -> None:
 def _refine_arg(p: argparse.ArgumentParser, what: str) -> None:
     from ..vae_core.model import REFINE_DEFAULT
 
-    p.add_argument("--refine", type=arg_type("refine", "--refine"), default=REFINE_DEFAULT,
+    p.add_argument("--refine", type=arg_type("refine"), default=REFINE_DEFAULT,
                    help=f"passes that decode {what} and encode the drawing again (default {REFINE_DEFAULT}; 0: one "
                         "decode): each pulls it onto how the model draws")
 
@@ -56,12 +56,12 @@ def _provenance(command: str, a: argparse.Namespace) -> str:
 def _sample_args(p: argparse.ArgumentParser) -> None:
     _model_arg(p)
     p.add_argument("--cond", help="condition: 'style=noto', a blend 'style=noto:0.5,openmoji:0.5', factors separated by ';' (default: null)")
-    p.add_argument("--n", type=arg_type("count", "--n"), default=16, help="number of samples")
+    p.add_argument("--n", type=arg_type("count"), default=16, help="number of samples")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=arg_type("temperature", "--temperature"), default=1.0, help="1: the prior as learned; below 1 is tamer, above 1 wilder")
+    p.add_argument("--temperature", type=arg_type("temperature"), default=1.0, help="1: the prior as learned; below 1 is tamer, above 1 wilder")
     _prior_arg(p)
     _refine_arg(p, "each sample")
-    p.add_argument("--nrow", type=arg_type("nrow", "--nrow"), help="grid columns (default: square-ish)")
+    p.add_argument("--nrow", type=arg_type("nrow"), help="grid columns (default: square-ish)")
     p.add_argument("--out", required=True, help="a .png grid, or a folder for one PNG per sample")
 
 
@@ -94,28 +94,28 @@ def _walk_args(p: argparse.ArgumentParser) -> None:
 
     _model_arg(p)
     p.add_argument("--out", required=True, help=f"video file; the format follows the extension ({', '.join(VIDEO_FORMATS)})")
-    p.add_argument("--keyframes", type=arg_type("keyframes", "--keyframes"), default=4, help="random keyframes drawn from the prior (ignored with --from/--to)")
+    p.add_argument("--keyframes", type=arg_type("keyframes"), default=4, help="random keyframes drawn from the prior (ignored with --from/--to)")
     p.add_argument("--from", dest="from_image", help="first keyframe: an image, encoded with --cond-from")
     p.add_argument("--to", dest="to_image", help="last keyframe: an image, encoded with --cond-to")
-    p.add_argument("--frames", type=arg_type("frames", "--frames"), help="exactly this many frames in the file (default 96, or what --segment-frames add up to)")
+    p.add_argument("--frames", type=arg_type("frames"), help="exactly this many frames in the file (default 96, or what --segment-frames add up to)")
     p.add_argument("--segment-frames", help="frames per keyframe segment, e.g. '24,48,24' (K-1 counts; K with --loop)")
-    p.add_argument("--fps", type=arg_type("fps", "--fps"), default=24)
+    p.add_argument("--fps", type=arg_type("fps"), default=24)
     p.add_argument("--easing", choices=list(EASINGS), default="linear")
     p.add_argument("--method", choices=["slerp", "lerp"], default="slerp")
     p.add_argument("--loop", action="store_true", help="the last frame flows back into the first (seamless loop)")
     p.add_argument("--pingpong", action="store_true", help="play forward, then back")
-    p.add_argument("--hold", type=arg_type("hold", "--hold"), default=0, help="extra frames to stay on each keyframe")
+    p.add_argument("--hold", type=arg_type("hold"), default=0, help="extra frames to stay on each keyframe")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=arg_type("temperature", "--temperature"), default=1.0, help="spread of the random keyframes (1: the prior as learned)")
+    p.add_argument("--temperature", type=arg_type("temperature"), default=1.0, help="spread of the random keyframes (1: the prior as learned)")
     _prior_arg(p)
     _refine_arg(p, "each random keyframe")
     p.add_argument("--renormalize", action="store_true", help="keep every frame's latent at the typical radius of N(0, T^2 I) (for --prior normal walks)")
     p.add_argument("--cond", help="condition for every frame (default: null)")
     p.add_argument("--cond-from", help="condition at the start (a sweep to --cond-to)")
     p.add_argument("--cond-to", help="condition at the end")
-    p.add_argument("--quality", type=arg_type("quality", "--quality"), default=DEFAULT_QUALITY, help="0..100, higher is better")
-    p.add_argument("--size", type=arg_type("video_size", "--size"), help="output size in pixels (default: the model's resolution)")
-    p.add_argument("--chunk", type=arg_type("chunk", "--chunk"), default=32, help="frames decoded per batch")
+    p.add_argument("--quality", type=arg_type("quality"), default=DEFAULT_QUALITY, help="0..100, higher is better")
+    p.add_argument("--size", type=arg_type("video_size"), help="output size in pixels (default: the model's resolution)")
+    p.add_argument("--chunk", type=arg_type("chunk"), default=32, help="frames decoded per batch")
 
 
 def _walk_run(a: argparse.Namespace) -> int:
@@ -165,7 +165,7 @@ def _restyle_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("out_dir", help="where the restyled images go, same relative paths and names")
     p.add_argument("--to", dest="target", required=True, help="target condition or blend, e.g. 'style=openmoji:0.7,noto:0.3'")
     p.add_argument("--from", dest="source", help="source condition (default: each image's sub-folder label, else null)")
-    p.add_argument("--batch-size", type=arg_type("batch_size", "--batch-size"), default=32)
+    p.add_argument("--batch-size", type=arg_type("batch_size"), default=32)
     p.add_argument("--sample", action="store_true", help="encode with a sample of q(z|x) instead of its mean")
     p.add_argument("--seed", type=int, default=0, help="noise seed for --sample")
     p.add_argument("--size", choices=["model", "source"], default="model", help="output at the model's resolution or the source's")
@@ -207,13 +207,13 @@ def _anomaly_args(p: argparse.ArgumentParser) -> None:
     _model_arg(p)
     p.add_argument("folder", help="folder of images (searched recursively)")
     p.add_argument("--cond", help="condition for every image (default: sub-folder label, else null)")
-    p.add_argument("--samples", type=arg_type("samples", "--samples"), default=8, help="latent samples for the ELBO estimate")
+    p.add_argument("--samples", type=arg_type("samples"), default=8, help="latent samples for the ELBO estimate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--by", choices=["neg_elbo", "recon_error"], default="neg_elbo", help="ranking score")
-    p.add_argument("--top", type=arg_type("top", "--top"), default=20, help="how many of the worst to print (0 = all)")
+    p.add_argument("--top", type=arg_type("top"), default=20, help="how many of the worst to print (0 = all)")
     p.add_argument("--csv", help="write every score to this CSV file")
     p.add_argument("--heatmaps", help="folder for error heat maps of the --top worst images")
-    p.add_argument("--batch-size", type=arg_type("batch_size", "--batch-size"), default=32)
+    p.add_argument("--batch-size", type=arg_type("batch_size"), default=32)
 
 
 def _anomaly_run(a: argparse.Namespace) -> int:

@@ -163,8 +163,7 @@ def score_folder(
                 skipped.append((str(p), str(err)))
         if keep:
             c = fixed if fixed is not None else subfolder_condition(model, [p.relative_to(folder) for p in keep])
-            # A seed per batch position: re-runs give identical scores.
-            res = anomaly_scores(model, to_tensor(np.stack(arrays)), c, samples=samples, seed=seed + start)
+            res = scores_in_batches(model, to_tensor(np.stack(arrays)), c, samples, seed + start, batch_size)
             rows += [(str(p), float(e), float(n)) for p, e, n in zip(keep, res.recon_error, res.neg_elbo)]
         if callback is not None:
             callback(min(start + batch_size, len(files)), len(files))

@@ -71,20 +71,21 @@ def check(name: str, value: float | int, option: str | None = None) -> float | i
     return RANGES[name].check(value, option or name)
 
 
-def arg_type(name: str, option: str):
-    """An argparse `type=` that parses and checks one option against RANGES[name]."""
-    r = RANGES[name]
+def arg_type(bounds: str | Range):
+    """An argparse `type=` that parses a number and checks it against a Range (or RANGES[name]);
+    argparse's message names the option."""
+    r = RANGES[bounds] if isinstance(bounds, str) else bounds
 
     def parse(text: str) -> float | int:
         try:
-            value = float(text) if not r.integer else int(text)
+            value = int(text) if r.integer else float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if r.integer else 'a number'}") from None
         if r.problem(value):
-            raise argparse.ArgumentTypeError(r.problem(value))  # argparse names the option
-        return r.check(value, option)
+            raise argparse.ArgumentTypeError(r.problem(value))
+        return value
 
-    parse.__name__ = name  # argparse names the type in its messages
+    parse.__name__ = bounds if isinstance(bounds, str) else "number"
     return parse
 
 

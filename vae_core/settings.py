@@ -8,7 +8,7 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
-from .limits import RANGES, Range
+from .limits import RANGES, Range, arg_type
 from .losses import LPIPS_BACKBONES, LossConfig
 from .model import RECON_LOSSES, ModelConfig
 from .train import LR_FINAL, LR_SCHEDULES, TrainConfig
@@ -91,23 +91,6 @@ def setting(path: str) -> Setting:
     return next(s for s in SETTINGS if s.path == path)
 
 
-def _parse(s: Setting):
-    kind = type(s.default)
-    r = s.bounds
-
-    def parse(text: str):
-        try:
-            value = kind(text) if kind is not int else int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
-        if r is not None and r.problem(value):
-            raise argparse.ArgumentTypeError(r.problem(value))
-        return value
-
-    parse.__name__ = s.path
-    return parse
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One option per setting, default, type, range and choices from the declaration."""
     for s in SETTINGS:
@@ -116,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if s.choices is not None:
             kwargs.update(choices=list(s.choices), type=type(s.default))
         elif isinstance(s.default, (int, float)) and not isinstance(s.default, bool):
-            kwargs.update(type=_parse(s), metavar=s.path.rpartition(".")[2].upper())
+            kwargs.update(type=arg_type(s.bounds), metavar=s.path.rpartition(".")[2].upper())
         parser.add_argument(s.option, **kwargs)
 
 
