@@ -1,4 +1,4 @@
-"""`cvae sample`, `cvae walk`, `cvae restyle`, `cvae anomaly`: the artist's toolbox on a checkpoint."""
+"""`cvae sample`, `cvae walk`, `cvae restyle`, `cvae anomaly`, `cvae augment`: the artist's toolbox on a checkpoint."""
 from __future__ import annotations
 
 import argparse
@@ -90,10 +90,13 @@ def _sample_run(a: argparse.Namespace) -> int:
 # -- walk ------------------------------------------------------------------------------------------
 def _walk_args(p: argparse.ArgumentParser) -> None:
     from ..vae_core.schedule import EASINGS
-    from ..vae_core.video import DEFAULT_QUALITY, VIDEO_FORMATS
+    from ..vae_core.video import DEFAULT_QUALITY, FORMATS, VIDEO_FORMATS, available_formats
 
     _model_arg(p)
     p.add_argument("--out", required=True, help=f"video file; the format follows the extension ({', '.join(VIDEO_FORMATS)})")
+    p.add_argument("--codec", choices=available_formats(),
+                   help="another encoder for the extension: " + "; ".join(f"{n} ({f.suffix}): {f.about}" for n, f in FORMATS.items()
+                                                                        if n in available_formats()))
     p.add_argument("--keyframes", type=arg_type("keyframes"), default=4, help="random keyframes drawn from the prior (ignored with --from/--to)")
     p.add_argument("--from", dest="from_image", help="first keyframe: an image, encoded with --cond-from")
     p.add_argument("--to", dest="to_image", help="last keyframe: an image, encoded with --cond-to")
@@ -116,6 +119,8 @@ def _walk_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quality", type=arg_type("quality"), default=DEFAULT_QUALITY, help="0..100, higher is better")
     p.add_argument("--size", type=arg_type("video_size"), help="output size in pixels (default: the model's resolution)")
     p.add_argument("--chunk", type=arg_type("chunk"), default=32, help="frames decoded per batch")
+    p.add_argument("--audio", help="a sound file (WAV, MP3, FLAC, ...) for the video's track, cut or padded with "
+                                   "silence to its length (.mp4: AAC, .webm: Opus)")
 
 
 def _walk_run(a: argparse.Namespace) -> int:
@@ -151,8 +156,13 @@ def _walk_run(a: argparse.Namespace) -> int:
         cond = sweep_condition(cond_from, cond_to, len(z), keys.shape[0], hold=a.hold, segment_frames=seg, **schedule_args)
     else:
         cond = cond_from
+    audio = None
+    if a.audio:
+        from ..vae_core.video import load_audio
+
+        audio = load_audio(a.audio)
     path = render_walk(model, z, cond, a.out, fps=a.fps, quality=a.quality, chunk=a.chunk, size=a.size,
-                       metadata={"cvae": _provenance("walk", a)})
+                       metadata={"cvae": _provenance("walk", a)}, audio=audio, codec=a.codec)
     side = a.size or model.resolution
     print(f"wrote {path}: {len(z)} frames at {a.fps:g} fps, {side}x{side}")
     return 0
@@ -213,7 +223,24 @@ def _anomaly_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=arg_type("top"), default=20, help="how many of the worst to print (0 = all)")
     p.add_argument("--csv", help="write every score to this CSV file")
     p.add_argument("--heatmaps", help="folder for error heat maps of the --top worst images")
+    p.add_argument("--heat-scale", type=_heat_scale, default="image",
+                   help="heat map colours: image (each map to its own worst 1%%), batch (one scale for all) or a "
+                        "fixed error (mean squared error per pixel value) for the hot end")
     p.add_argument("--batch-size", type=arg_type("batch_size"), default=32)
+
+
+def _heat_scale(text: str) -> str | float:
+    import torch
+
+    from ..vae_core.anomaly import HEAT_SCALES, heat_scales
+
+    if text in HEAT_SCALES:
+        return text
+    try:
+        heat_scales(torch.ones(1, 1, 1), float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {', '.join(HEAT_SCALES)} or a positive number") from None
+    return float(text)
 
 
 def _anomaly_run(a: argparse.Namespace) -> int:
@@ -222,7 +249,7 @@ def _anomaly_run(a: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ..vae_core.anomaly import anomaly_scores, heatmap, score_folder
+    from ..vae_core.anomaly import HEAT_DISPLAY, anomaly_scores, heatmap, score_folder
     from ..vae_core.files import write_text
     from ..vae_core.images import load_image, save_png, to_tensor
     from ..vae_core.conditions import subfolder_condition
@@ -251,10 +278,37 @@ def _anomaly_run(a: argparse.Namespace) -> int:
         images = to_tensor(np.stack([load_image(p, model.resolution) for p in paths]))
         cond = model.condition(a.cond, 1) if a.cond else subfolder_condition(model, [p.relative_to(a.folder) for p in paths])
         res = anomaly_scores(model, images, cond, samples=1, seed=a.seed)
-        maps = heatmap(res.error_map, images)
+        shown = to_tensor(np.stack([load_image(p, max(HEAT_DISPLAY, model.resolution)) for p in paths]))
+        maps = heatmap(res.error_map, shown, scale=a.heat_scale, colorbar=True)
         for rank, (p, m) in enumerate(zip(paths, maps)):
             save_png(out / f"{rank:03d}_{p.stem}.png", m)
         print(f"wrote {len(paths)} heat map(s) to {out}")
+    return 0
+
+
+# -- augment ---------------------------------------------------------------------------------------
+def _augment_args(p: argparse.ArgumentParser) -> None:
+    _model_arg(p)
+    p.add_argument("out_dir", help="folder for OUT_DIR/<label>/s<seed>_<index>.png and manifest.csv (a training folder again)")
+    p.add_argument("--per-label", type=arg_type("count"), required=True, help="samples of each label (or each --cond)")
+    p.add_argument("--cond", action="append", help="draw this condition instead of every label; repeat for several")
+    p.add_argument("--factor", help="whose labels to draw (default: the model's first factor)")
+    p.add_argument("--seed", type=arg_type("seed"), default=0, help="another seed writes new files beside the old ones")
+    p.add_argument("--temperature", type=arg_type("temperature"), default=1.0, help="1: the prior as learned")
+    _prior_arg(p)
+    _refine_arg(p, "each sample")
+
+
+def _augment_run(a: argparse.Namespace) -> int:
+    from ..vae_core.augment import augment
+    from ..vae_core.checkpoint import weights_digest
+
+    model = _load(a)
+    prior = _prior_note(model, a.prior)
+    res = augment(model, a.out_dir, a.per_label, weights_digest(model), seed=a.seed, temperature=a.temperature,
+                  conds=a.cond, factor=a.factor, prior=prior, refine=a.refine)
+    print(f"wrote {len(res.written)} PNG file(s) to {a.out_dir}" + (f", kept {res.kept} already there" if res.kept else "")
+          + f"; listed in {res.manifest}")
     return 0
 
 
@@ -263,4 +317,5 @@ COMMANDS = {
     "walk": (_walk_args, _walk_run),
     "restyle": (_restyle_args, _restyle_run),
     "anomaly": (_anomaly_args, _anomaly_run),
+    "augment": (_augment_args, _augment_run),
 }

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..vae_core.anomaly import heatmap, scores_in_batches
+from ..vae_core.anomaly import HEAT_DISPLAY, HEAT_SCALES, heatmap, scores_in_batches
 from ..vae_core.files import write_text
 from ..vae_core.images import fit
 from ..vae_core.limits import widget
@@ -24,7 +24,8 @@ class CVAEAnomalyScore:
     RETURN_TYPES = ("IMAGE", "IMAGE", "STRING")
     RETURN_NAMES = ("heatmap", "ranked", "scores")
     OUTPUT_TOOLTIPS = (
-        "Reconstruction error over each image (input order; one colour scale for the batch).",
+        "Where the reconstruction fails, coloured over each image (input order), with a colour bar whose "
+        "right end is labelled with the error it stands for.",
         "The input images, most unusual first.",
         "Tab-separated, one line per image, most unusual first: rank, index, file, recon_error, neg_elbo.",
     )
@@ -41,16 +42,18 @@ class CVAEAnomalyScore:
                 "rank_by": (RANKINGS, {"default": "neg_elbo", "tooltip": "neg_elbo also counts how unusual the latent is; recon_error only how badly it is redrawn."}),
                 "samples": ("INT", {"default": 8, **widget("samples"), "step": 1, "tooltip": "Latent draws for the ELBO estimate: more is steadier and slower."}),
                 "seed": seed_input("Seed of the ELBO draws; same seed, same scores."),
-                "overlay": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Heat-map opacity over the image (1 = heat map only)."}),
+                "overlay": ("FLOAT", {"default": 0.7, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": "Opacity of the hottest colour over the image; cooler errors are fainter, and where the image is redrawn well it shows untouched."}),
                 "filename_prefix": ("STRING", {"default": "cvae/anomaly/scores", "tooltip": "The score table is saved as <prefix>_00001_.tsv inside the output folder (numbered, never overwritten); may hold subfolders."}),
             },
             "optional": {
                 "cond": cond_input("The images' expected condition (one, or one per image); not connected = unconditional."),
                 "file_names": ("STRING", {"forceInput": True, "tooltip": "Names for the score table, one per line (from CVAE Load Image Folder)."}),
+                "heat_scale": (list(HEAT_SCALES), {"default": HEAT_SCALES[0], "tooltip": "image: each heat map coloured to its own worst 1% (shows where, in every image); batch: one scale for all (compares images; the worst image alone glows)."}),
             },
         }
 
-    def score(self, model, image, rank_by, samples, seed, overlay, filename_prefix, cond=None, file_names=None):
+    def score(self, model, image, rank_by, samples, seed, overlay, filename_prefix, cond=None, file_names=None,
+              heat_scale=HEAT_SCALES[0]):
         x = to_bchw(image)
         n = x.shape[0]
         names = split_names(file_names) if file_names else []
@@ -61,7 +64,9 @@ class CVAEAnomalyScore:
         with comfy.Progress(n, "anomaly") as bar:
             res = scores_in_batches(model, x, c, samples, seed, CHUNK, bar.callback)
         recon, elbo, maps = res.recon_error, res.neg_elbo, res.error_map
-        heat = torch.from_numpy(heatmap(maps, x, alpha=overlay)).float().div_(255.0)
+        # At least HEAT_DISPLAY px, so the colour bar's label can be read.
+        shown_x = fit(x, HEAT_DISPLAY) if x.shape[-1] < HEAT_DISPLAY else x
+        heat = torch.from_numpy(heatmap(maps, shown_x, alpha=overlay, scale=heat_scale, colorbar=True)).float().div_(255.0)
         order = torch.argsort(elbo if rank_by == "neg_elbo" else recon, descending=True, stable=True)
         rows = []
         for rank, i in enumerate(order.tolist(), 1):

@@ -11,6 +11,9 @@ import numpy as np
 import torch
 
 from ..vae_core._cv2 import ERRORS as CV2_ERRORS
+from ..vae_core.augment import augment
+from ..vae_core.checkpoint import weights_digest
+from ..vae_core.conditions import describe_condition
 from ..vae_core.images import ImageReadError, list_images, load_image, save_png
 from ..vae_core.limits import widget
 from ..vae_core.prior import TRANSPORT_CHOICES
@@ -204,6 +207,46 @@ class CVAERestyleFolder:
                 "result": (str(dst), "\n".join(lines))}
 
 
+class CVAEAugmentFolder:
+    DESCRIPTION = (
+        "Draws new training images from the model: per_label samples of each style (or of the connected "
+        "condition) into <target_folder>/<label>/, a folder you can train on again, and a manifest.csv listing "
+        "each file with its condition, seed, temperature and the model's digest. Never overwrites: another seed "
+        "writes beside the old files, the same settings keep them and add only what is missing."
+    )
+    CATEGORY = "CVAE/folders"
+    RETURN_TYPES = ("STRING", "STRING")
+    RETURN_NAMES = ("target_folder", "report")
+    OUTPUT_TOOLTIPS = ("The folder written (train on it with CVAE Train Model).", "How many files were written or kept.")
+    FUNCTION = "augment"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": model_input(),
+                "target_folder": ("STRING", {"default": "cvae/augmented", "tooltip": "Where the images go, inside the output folder (it cannot leave it)."}),
+                "per_label": ("INT", {"default": 16, **widget("count"), "step": 1, "tooltip": "Samples of each label (or of the connected condition)."}),
+                "seed": seed_input("Names the files (s<seed>_<index>.png): another seed adds new ones beside them."),
+                "temperature": ("FLOAT", {"default": 1.0, **widget("temperature"), "step": 0.01, "tooltip": "1 is the prior as learned; lower is more typical, higher more varied."}),
+                "refine": ("INT", {"default": REFINE_DEFAULT, **widget("refine"), "step": 1, "tooltip": "Decode-and-encode passes after drawing (as CVAE Sample)."}),
+            },
+            "optional": {
+                "cond": cond_input("Draw this condition only (its folder: the label, or the blend written out); not connected = every label of the model's first factor."),
+            },
+        }
+
+    def augment(self, model, target_folder, per_label, seed, temperature, refine, cond=None):
+        dst = _target_folder(target_folder)
+        conds = None if cond is None else [describe_condition(model.vocab, single_cond(model, cond))]
+        with comfy.Progress(1, "augment") as bar:
+            res = augment(model, dst, per_label, weights_digest(model), seed=seed, temperature=temperature,
+                          conds=conds, refine=refine, callback=bar.callback)
+        report = f"{len(res.written)} written, {res.kept} already there (kept), in {dst}; listed in {res.manifest}"
+        return {"ui": {"text": [report], "files": [str(p) for p in res.written]}, "result": (str(dst), report)}
+
+
 def _target_folder(path: str) -> Path:
     """Inside the output folder, confined like the filename prefixes (no absolute path, '~' or '..')."""
     path = path.strip().strip('"')
@@ -277,9 +320,11 @@ NODE_CLASS_MAPPINGS = {
     "CVAELoadImageFolder": CVAELoadImageFolder,
     "CVAERestyleFolder": CVAERestyleFolder,
     "CVAESaveImages": CVAESaveImages,
+    "CVAEAugmentFolder": CVAEAugmentFolder,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "CVAELoadImageFolder": "CVAE Load Image Folder",
     "CVAERestyleFolder": "CVAE Restyle Folder",
     "CVAESaveImages": "CVAE Save Images",
+    "CVAEAugmentFolder": "CVAE Augment Folder",
 }

@@ -6,10 +6,11 @@ import json
 from ..vae_core.limits import widget
 from ..vae_core.schedule import condition_path, keyframe_path, sweep_condition
 from ..vae_core.walk import render_walk
+from ..vae_core.video import FORMATS as VIDEO_FORMATS, Audio, available_formats
 from . import comfy
 from .common import broadcast_latent, cond_input, cond_rows, latent_input, latent_z, model_cond, model_input, path_inputs
 
-FORMATS = ["mp4", "webm", "gif", "webp"]
+FORMATS = available_formats()  # only what this PyAV build can encode
 
 
 def walk_condition(model, cond, cond_end, keys: int, frames: int, interpolated: bool, path_args: tuple):
@@ -59,7 +60,8 @@ class CVAERenderWalk:
                                         "A single latent with a batch of K conditions becomes K keyframes, one per condition."),
                 "frames": ("INT", {"default": 96, "min": 0, "max": widget("frames")["max"], "step": 1, "tooltip": "Total frames of the video; 0 = use the latents as the frames, unchanged."}),
                 **path_inputs(),
-                "format": (FORMATS, {"default": "mp4", "tooltip": "mp4 (H.264) plays everywhere; webm (VP9); gif; animated webp."}),
+                "format": (FORMATS, {"default": "mp4", "tooltip": "; ".join(f"{n}: {VIDEO_FORMATS[n].about}" for n in FORMATS)
+                                     + ". Browsers cannot preview mov."}),
                 "fps": ("FLOAT", {"default": 24.0, **widget("fps"), "step": 0.01, "tooltip": "Frames per second."}),
                 "quality": ("INT", {"default": 80, "min": 0, "max": 100, "step": 1, "tooltip": "Higher is better and bigger (mp4/webm/webp)."}),
                 "loop_count": ("INT", {"default": 0, "min": 0, "max": 1000, "step": 1, "tooltip": "gif/webp: how many extra times to play; 0 = forever."}),
@@ -69,12 +71,13 @@ class CVAERenderWalk:
             "optional": {
                 "cond": cond_input("Condition: one for all frames, one per keyframe (CVAE Condition Batch), or one per frame; not connected = unconditional."),
                 "cond_end": cond_input("If connected, the style sweeps from cond to cond_end: with two keyframes in step with the walk (holds included), otherwise over the whole video; easing, loop and ping-pong as for the latents."),
+                "audio": ("AUDIO", {"tooltip": "A sound track (e.g. from Load Audio) for mp4 (AAC) or webm (Opus), cut or padded with silence to the video's length."}),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
     def render(self, model, latents, frames, method, easing, hold, loop, pingpong, format, fps, quality, loop_count,
-               size, filename_prefix, cond=None, cond_end=None, prompt=None, extra_pnginfo=None):
+               size, filename_prefix, cond=None, cond_end=None, audio=None, prompt=None, extra_pnginfo=None):
         keys = latent_z(latents, model, "latents")
         if cond_end is None:
             keys = broadcast_latent(keys, cond)
@@ -87,10 +90,11 @@ class CVAERenderWalk:
             if prompt is not None:
                 metadata["prompt"] = json.dumps(prompt)
         target = comfy.save_target(filename_prefix)
-        out = target.path(format)
+        out = target.path(VIDEO_FORMATS[format].suffix[1:])
         with comfy.Progress(path.shape[0], "render walk") as bar:
             render_walk(model, path, c, out, fps=fps, quality=quality, size=size or None, metadata=metadata,
-                        callback=bar.callback, loop=loop_count)
+                        callback=bar.callback, loop=loop_count, audio=None if audio is None else Audio.from_comfy(audio),
+                        codec=format)
         return {"ui": {"images": [target.ui(out)], "animated": (True,)}, "result": (str(out),)}
 
 

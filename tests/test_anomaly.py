@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import shapes_image
-from cvae_art.vae_core.anomaly import anomaly_scores, heatmap, score_folder
+from cvae_art.vae_core.anomaly import HEAT_COLORMAP, anomaly_scores, heatmap, score_folder
 from cvae_art.vae_core.images import to_tensor
 
 # 20 x 20 of the 32 x 32 picture. The session's tiny model is weak (150 steps, ~14 dB PSNR) and
@@ -74,19 +74,56 @@ def test_scores_are_deterministic_and_use_the_condition(tiny_model):
         anomaly_scores(tiny_model, x[0])
 
 
-def test_heatmap_colours_errors_and_blends_over_images():
+def _colour(v: int) -> np.ndarray:
+    return cv2.applyColorMap(np.array([[v]], np.uint8), getattr(cv2, f"COLORMAP_{HEAT_COLORMAP}"))[0, 0, ::-1]
+
+
+def test_heatmap_scales_each_map_to_its_own_hot_end_and_leaves_good_pixels_untouched():
     em = torch.zeros(2, 8, 8)
     em[0, 2, 3] = 1.0
+    em[1] = 0.01
+    em[1, 5, 5] = 0.05  # an image redrawn well everywhere but one pixel, with 20x less error
     maps = heatmap(em)
     assert maps.shape == (2, 8, 8, 3) and maps.dtype == np.uint8
-    hot = cv2.applyColorMap(np.array([[255]], np.uint8), cv2.COLORMAP_INFERNO)[0, 0, ::-1]
-    cold = cv2.applyColorMap(np.array([[0]], np.uint8), cv2.COLORMAP_INFERNO)[0, 0, ::-1]
+    hot, cold = _colour(255), _colour(0)
     assert (maps[0, 2, 3] == hot).all() and (maps[0, 0, 0] == cold).all()
-    assert (maps[1] == cold).all()  # one scale for the batch: image 1 has no error
+    assert (maps[1, 5, 5] == hot).all()  # its own scale: the small error still shows
+    batch = heatmap(em, scale="batch")
+    assert (batch[0, 2, 3] == hot).all() and not (batch[1, 5, 5] == hot).all()
+    fixed = heatmap(em, scale=0.05)
+    assert (fixed[1, 5, 5] == hot).all() and (fixed[0, 2, 3] == hot).all()
     images = np.full((2, 16, 16, 3), 200, np.uint8)
     over = heatmap(em, images, alpha=0.5)
     assert over.shape == (2, 16, 16, 3)
-    assert np.abs(over[1].astype(int) - (0.5 * cold + 0.5 * 200)).max() <= 1
+    assert (over[0, :4, :4] == 200).all()  # no error: the image as it is, not darkened
+    assert np.abs(over[0, 4, 6].astype(int) - (0.5 * hot + 0.5 * 200)).max() <= 1  # upscaled x2, nearest
+    with pytest.raises(ValueError, match="scale"):
+        heatmap(em, scale=float("nan"))
+    with pytest.raises(ValueError, match="colour map"):
+        heatmap(em, colormap="nope")
+
+
+def test_heatmap_colorbar_runs_cold_to_hot_under_the_map():
+    em = torch.rand(1, 64, 64)
+    out = heatmap(em, colorbar=True)
+    assert out.shape == (1, 64 + 8, 64, 3)
+    bar = out[0, 64:]
+    assert np.abs(bar[0, 0].astype(int) - _colour(0)).max() <= 2  # first row: above the label
+    assert np.abs(bar[0, -1].astype(int) - _colour(255)).max() <= 2
+    assert (out[0, :64] == heatmap(em)[0]).all()
+
+
+def test_planted_defect_is_the_hottest_region_of_its_heat_map(tiny_model):
+    """What the anomaly node shows: on the image with pasted noise, the 20x20 window that the heat
+    map tints most (colour drawn over the image, as a viewer sees it) is where the noise is."""
+    clean, noisy = clean_and_noisy()
+    images = to_tensor(np.concatenate([clean, noisy[None]]))
+    res = anomaly_scores(tiny_model, images, labels(tiny_model, 16), samples=1, seed=0)
+    tint = np.abs(heatmap(res.error_map, images)[15].astype(np.float32) - noisy.astype(np.float32)).mean(2)
+    windows = torch.nn.functional.avg_pool2d(torch.from_numpy(tint)[None, None], 20, stride=1)[0, 0]
+    y, x = divmod(int(windows.argmax()), windows.shape[1])
+    overlap = max(0, 20 - abs(y - PATCH[0].start)) * max(0, 20 - abs(x - PATCH[1].start)) / 400
+    assert overlap >= 0.6, (y, x)
 
 
 def test_score_folder_ranks_worst_first_and_skips_corrupt_files(tiny_model, tmp_path):

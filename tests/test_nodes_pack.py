@@ -7,7 +7,7 @@ import sys
 import pytest
 from comfy_pack import REPO, load_pack, pack_module
 
-CORE_TYPES = {"IMAGE", "MASK", "STRING", "INT", "FLOAT", "BOOLEAN"}
+CORE_TYPES = {"IMAGE", "MASK", "STRING", "INT", "FLOAT", "BOOLEAN", "AUDIO"}
 OUR_TYPES = {"CVAE_MODEL", "CVAE_LATENT", "CVAE_COND"}
 HIDDEN = {"PROMPT", "EXTRA_PNGINFO", "UNIQUE_ID", "DYNPROMPT"}
 EXPECTED_IDS = {
@@ -17,7 +17,7 @@ EXPECTED_IDS = {
     "CVAEInterpolate", "CVAELatentBatch", "CVAELatentFromBatch",
     "CVAECondition", "CVAEConditionBlendLabels", "CVAEConditionMix", "CVAEConditionBatch",
     "CVAERenderWalk", "CVAELoadImageFolder", "CVAERestyleFolder", "CVAESaveImages", "CVAEAnomalyScore",
-    "CVAEImageGrid",
+    "CVAEImageGrid", "CVAEAugmentFolder",
 }
 
 

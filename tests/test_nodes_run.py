@@ -464,6 +464,37 @@ def test_render_walk_mp4_streams_the_walk_with_the_workflow_embedded(pack, env, 
     assert path2.endswith("walk_00002_.mp4") and decode_video(path2)[0].shape == (12, 48, 48, 3)
 
 
+def test_render_walk_muxes_comfyuis_audio(pack, env, tiny_model):
+    import av
+
+    t = torch.arange(3 * 16000) / 16000
+    audio = {"waveform": torch.sin(2 * torch.pi * 330 * t).repeat(1, 2, 1) * 0.5, "sample_rate": 16000}  # [1, 2, n]
+    keys = {"z": tiny_model.prior_sample(2, 5)}
+    (path,), _ = run(pack, "CVAERenderWalk", model=tiny_model, latents=keys, audio=audio, **walk_args(format="webm"))
+    with av.open(path) as c:
+        (a,) = c.streams.audio
+        assert a.codec_context.name == "opus" and a.codec_context.channels == 2
+        assert len(list(c.decode(c.streams.video[0]))) == 12
+    with pytest.raises(ValueError, match="hold no sound"):
+        run(pack, "CVAERenderWalk", model=tiny_model, latents=keys, audio=audio, **walk_args(format="gif"))
+
+
+def test_render_walk_lists_and_writes_the_other_encoders(pack, env, tiny_model):
+    import av
+
+    from cvae_art.vae_core.video import available_formats
+
+    listed = pack.NODE_CLASS_MAPPINGS["CVAERenderWalk"].INPUT_TYPES()["required"]["format"][0]
+    assert listed == available_formats() and listed[:1] == ["mp4"]
+    keys = {"z": tiny_model.prior_sample(2, 5)}
+    for name, ext, codec in (("mov-prores", ".mov", "prores"), ("mp4-h265", ".mp4", "hevc")):
+        if name in listed:
+            (path,), _ = run(pack, "CVAERenderWalk", model=tiny_model, latents=keys, **walk_args(format=name))
+            assert path.endswith(ext)
+            with av.open(path) as c:
+                assert c.streams.video[0].codec_context.name == codec and len(list(c.decode(video=0))) == 12
+
+
 def test_render_walk_gif_with_a_style_per_keyframe(pack, env, tiny_model):
     keys = {"z": tiny_model.prior_sample(2, 1)}
     (both,) = run(pack, "CVAEConditionBatch", cond_a=tiny_model.condition("label=disc"), cond_b=tiny_model.condition("label=ring"))
@@ -574,15 +605,20 @@ def test_anomaly_scores_rank_the_odd_image_first_and_save_the_table(pack, env, t
     names = "a.png\nb.png\nnoise.png\nc.png\nd.png"
     (heat, ranked, scores), ui = run(pack, "CVAEAnomalyScore", model=tiny_model, image=batch, rank_by="neg_elbo",
                                      samples=2, seed=0, overlay=1.0, filename_prefix="scan/scores", file_names=names)
-    assert heat.shape == (5, 32, 32, 3) and ranked.shape == (5, 32, 32, 3)
+    # Drawn at 256 px (HEAT_DISPLAY) so the colour bar's label reads; the bar is 256 / 8 px high.
+    assert heat.shape == (5, 256 + 32, 256, 3) and ranked.shape == (5, 32, 32, 3)
     header, *lines = scores.splitlines()
     assert header.split("\t") == ["rank", "index", "file", "recon_error", "neg_elbo"]
     rows = [line.split("\t") for line in lines]
     assert rows[0][:3] == ["1", "2", "noise.png"] and torch.allclose(ranked[0], batch[2])
     assert float(rows[0][4]) > max(float(r[4]) for r in rows[1:])
     assert sorted(r[2] for r in rows) == sorted(names.splitlines())
-    # The heat map is hottest (brightest) where the reconstruction fails most: on the noise image.
-    assert float(heat[2].mean()) > float(heat[[0, 1, 3, 4]].mean())
+    # On one scale for the batch, the noise image is the most tinted: its reconstruction fails most.
+    (batch_heat, _, _), _ = run(pack, "CVAEAnomalyScore", model=tiny_model, image=batch, rank_by="neg_elbo", samples=2,
+                                seed=0, overlay=1.0, filename_prefix="scan/b", heat_scale="batch")
+    under = torch.nn.functional.interpolate(batch.permute(0, 3, 1, 2), size=256, mode="bilinear").permute(0, 2, 3, 1)
+    tint = (batch_heat[:, :256] - under).abs().mean((1, 2, 3))
+    assert float(tint[2]) > float(tint[[0, 1, 3, 4]].max())
     # The table is saved in the output folder, reported for `cvae run`, and shown with the rank-1 file named.
     (tsv,) = ui["files"]
     assert Path(tsv) == env.output_directory() / "scan" / "scores_00001_.tsv"
@@ -636,3 +672,21 @@ def test_sample_node_refines_and_returns_the_refined_latent(pack, env, tiny_mode
         assert torch.allclose(latent["z"], tiny_model.refine(z, c, 2))
     assert not torch.equal(img, plain)
 
+
+
+def test_augment_folder_writes_a_training_folder_inside_the_output_folder(pack, env):
+    model = run(pack, "CVAELoadModel", model_name="tiny.safetensors")[0]
+    args = dict(model=model, target_folder="aug", per_label=2, seed=5, temperature=1.0, refine=1)
+    (dst, report), ui = run(pack, "CVAEAugmentFolder", **args)
+    out = env.output_directory() / "aug"
+    assert Path(dst) == out and "4 written" in report
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
+        "disc/s5_00000.png", "disc/s5_00001.png", "ring/s5_00000.png", "ring/s5_00001.png"]
+    assert sorted(ui["files"]) == sorted(str(p) for p in out.rglob("*.png"))
+    (_, again), _ = run(pack, "CVAEAugmentFolder", **args)
+    assert "0 written, 4 already there" in again
+    ring = run(pack, "CVAECondition", model=model, factor="label", label="ring")[0]
+    run(pack, "CVAEAugmentFolder", **{**args, "target_folder": "aug_ring", "cond": ring})
+    assert [p.parent.name for p in (env.output_directory() / "aug_ring").rglob("*.png")] == ["ring", "ring"]
+    with pytest.raises(ValueError, match="outside"):
+        run(pack, "CVAEAugmentFolder", **{**args, "target_folder": "../escape"})

@@ -57,6 +57,32 @@ def test_walk_writes_exactly_the_frames_asked_for(tiny_model_path, tmp_path, cap
     assert count_frames(seg)[0] == 11
 
 
+def test_walk_takes_a_sound_file_as_its_track(tiny_model_path, tmp_path, capsys):
+    import wave
+
+    import av
+
+    sound = tmp_path / "beat.wav"
+    t = np.arange(22050 * 4) / 22050
+    with wave.open(str(sound), "wb") as w:  # 4 s of a 220 Hz tone, 16-bit mono, as a DAW exports it
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(22050)
+        w.writeframes((np.sin(2 * np.pi * 220 * t) * 12000).astype("<i2").tobytes())
+    out = tmp_path / "walk.mp4"
+    assert main(["walk", str(tiny_model_path), "--keyframes", "2", "--frames", "24", "--fps", "12",
+                 "--audio", str(sound), "--out", str(out)]) == 0
+    with av.open(str(out)) as c:
+        (a,) = c.streams.audio
+        frames = list(c.decode(a))
+        end = float(frames[-1].pts * frames[-1].time_base) + frames[-1].samples / a.codec_context.sample_rate
+    assert a.codec_context.name == "aac" and abs(end - 2.0) < 0.05  # cut to the video's 2 s
+    assert main(["walk", str(tiny_model_path), "--keyframes", "2", "--frames", "6", "--audio", str(sound),
+                 "--out", str(tmp_path / "w.gif")]) == 2
+    assert "hold no sound" in capsys.readouterr().err
+    assert main(["walk", str(tiny_model_path), "--keyframes", "2", "--frames", "6", "--audio", str(tmp_path / "none.wav"),
+                 "--out", str(tmp_path / "w.mp4")]) != 0
+    assert not (tmp_path / "w.mp4").exists()
+
+
 def test_walk_morphs_between_two_images_and_styles(tiny_model_path, tmp_path):
     rng = np.random.default_rng(1)
     a, b = tmp_path / "a.png", tmp_path / "b.png"
@@ -106,7 +132,7 @@ def test_restyle_and_anomaly_commands(tiny_model_path, shapes_folder, tmp_path, 
     assert "broken.png" in captured.err
     assert len(csv_path.read_text().strip().splitlines()) == 1 + 4
     heat = sorted((tmp_path / "heat").iterdir())
-    assert len(heat) == 2 and read_image(heat[0]).shape == (32, 32, 3)
+    assert len(heat) == 2 and read_image(heat[0]).shape == (256 + 32, 256, 3)  # drawn at 256 px, colour bar below
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -190,7 +216,7 @@ def test_the_library_and_the_cli_load_neither_the_node_pack_nor_the_runner(tiny_
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     loaded, nodes = out.stdout.strip().splitlines()[-2:]
-    assert loaded == "[]" and int(nodes) == 25
+    assert loaded == "[]" and int(nodes) == 26
 
 
 def test_anomaly_csv_keeps_a_file_name_that_is_not_utf8(tiny_model_path, shapes_folder, tmp_path, capsys):

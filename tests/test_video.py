@@ -112,7 +112,7 @@ def test_bad_input_gives_clear_errors(tmp_path):
     w = VideoWriter(tmp_path / "a.mp4")
     with pytest.raises(VideoError, match="uint8"):
         w.write(np.zeros((4, 8, 8, 3), np.float32))
-    with pytest.raises(VideoError, match=r"\[N, H, W, 3\]"):
+    with pytest.raises(VideoError, match=r"\[N, H, W, 3 or 4\]"):
         w.write(np.zeros((4, 8, 8), np.uint8))
     w.abort()
     with pytest.raises(VideoError, match="threads must be >= 0"):
@@ -283,3 +283,124 @@ def test_render_walk_refuses_a_condition_with_neither_one_row_nor_one_per_frame(
         render_walk(model64, torch.zeros(5, model64.config.latent_dim), cond, tmp_path / "walk.gif")
     assert not (tmp_path / "walk.gif").exists()
 
+
+
+# -- audio tracks ------------------------------------------------------------------------------------
+def tone(seconds: float, rate: int = 44100, channels: int = 2, hz: float = 440.0) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return np.repeat((0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32)[None], channels, 0)
+
+
+def decoded_audio(path: Path) -> tuple[str, int, np.ndarray, float]:
+    """(codec, rate, samples [channels, n], where the last sample ends in seconds) of the first audio stream."""
+    with av.open(str(path)) as c:
+        (stream,) = c.streams.audio
+        frames = list(c.decode(stream))
+        samples = np.concatenate([f.to_ndarray().reshape(stream.codec_context.channels, -1) for f in frames], axis=1)
+        rate = stream.codec_context.sample_rate
+        end = float(frames[-1].pts * frames[-1].time_base) + frames[-1].samples / rate
+        return stream.codec_context.name, rate, samples, end
+
+
+@pytest.mark.parametrize("ext, codec", [(".mp4", "aac"), (".webm", "opus")])
+def test_audio_track_is_cut_or_padded_to_the_video(tmp_path, ext, codec):
+    from cvae_art.vae_core.video import Audio
+
+    frames = moving_frames(48)  # 2 s at 24 fps
+    long = write_video(tmp_path / f"long{ext}", iter([frames[:30], frames[30:]]), fps=24, audio=Audio(tone(3.5), 44100))
+    short = write_video(tmp_path / f"short{ext}", iter([frames]), fps=24, audio=Audio(tone(1.0, channels=1), 44100))
+    assert len(decode(long)[0]) == 48
+    name, rate, samples, seconds = decoded_audio(long)
+    assert name == codec and samples.shape[0] == 2
+    assert abs(seconds - 2.0) < 0.05 and abs(samples.shape[1] / rate - 2.0) < 2100 / rate  # an AAC frame + priming
+    assert 0.3 < np.sqrt((samples[:, rate // 4 : rate] ** 2).mean()) < 0.4  # the tone (RMS 0.354), not silence
+    name, rate, samples, _ = decoded_audio(short)
+    assert samples.shape[0] == 1 and abs(samples.shape[1] / rate - 2.0) < 2100 / rate
+    assert np.sqrt((samples[:, int(1.2 * rate):] ** 2).mean()) < 0.01  # padded with silence after 1 s
+
+
+def test_audio_is_refused_where_it_cannot_go_and_read_from_files(tmp_path):
+    from cvae_art.vae_core.video import Audio, load_audio
+
+    with pytest.raises(VideoError, match="hold no sound"):
+        VideoWriter(tmp_path / "a.gif", audio=Audio(tone(1), 44100))
+    with pytest.raises(VideoError, match="1 or 2 channels"):
+        Audio(np.zeros((3, 10), np.float32), 44100)
+    with pytest.raises(VideoError, match="NaN"):
+        Audio(np.full((1, 10), np.nan, np.float32), 44100)
+    comfy = {"waveform": torch.from_numpy(np.concatenate([tone(1), tone(1)]))[None], "sample_rate": 44100}
+    assert Audio.from_comfy(comfy).waveform.shape == (2, 44100)  # 4 channels mixed down to stereo
+    silent = write_video(tmp_path / "silent.mp4", iter([moving_frames(4)]), fps=24)
+    with pytest.raises(VideoError, match="no audio stream"):
+        load_audio(silent)
+    (tmp_path / "junk.wav").write_bytes(b"RIFF nonsense")
+    with pytest.raises(VideoError, match="junk.wav"):
+        load_audio(tmp_path / "junk.wav")
+    with_sound = write_video(tmp_path / "s.webm", iter([moving_frames(24)]), fps=24, audio=Audio(tone(1), 44100))
+    back = load_audio(with_sound)
+    assert back.sample_rate == 48000 and back.waveform.shape[0] == 2 and abs(back.seconds - 1.0) < 0.05
+
+
+# -- more formats, and transparency -----------------------------------------------------------------
+def half_clear(n: int = 6) -> np.ndarray:
+    """RGBA frames whose left half is fully transparent."""
+    f = np.concatenate([moving_frames(n), np.full((n, 48, 64, 1), 255, np.uint8)], axis=3)
+    f[:, :, :32, 3] = 0
+    return f
+
+
+def test_available_formats_are_the_encoders_this_pyav_has():
+    from cvae_art.vae_core.video import FORMATS, available_formats
+
+    names = available_formats()
+    assert names[0] == "mp4" and set(names) <= set(FORMATS)
+    for name, f in FORMATS.items():
+        try:
+            av.codec.Codec(f.codec, "w")
+            assert name in names
+        except Exception:
+            assert name not in names
+
+
+def test_prores_4444_and_h265_decode_back_and_keep_or_flatten_alpha(tmp_path):
+    from cvae_art.vae_core.video import available_formats
+
+    if not {"mov-prores", "mp4-h265"} <= set(available_formats()):
+        pytest.skip("this PyAV build lacks prores_ks or libx265")
+    mov = write_video(tmp_path / "a.mov", iter([half_clear()]), fps=24, codec="mov-prores", metadata={"k": "v"})
+    with av.open(str(mov)) as c:
+        s = c.streams.video[0]
+        frames = list(c.decode(s))
+        assert s.codec_context.name == "prores" and len(frames) == 6 and frames[0].format.name.startswith("yuva444p")
+        alpha = frames[0].to_ndarray(format="rgba")[..., 3]
+        assert alpha[:, :32].max() <= 2 and alpha[:, 32:].min() >= 253
+    assert read_metadata(mov)["k"] == "v"
+    hevc = write_video(tmp_path / "a.mp4", iter([half_clear()]), fps=24, codec="mp4-h265")
+    with av.open(str(hevc)) as c:
+        s = c.streams.video[0]
+        assert s.codec_context.name == "hevc" and s.codec_tag == "hvc1"
+        first = next(c.decode(s)).to_ndarray(format="rgb24")
+    assert first[:, :28].mean() > 245  # no alpha in H.265 / yuv420p: the clear half is drawn on white
+    with pytest.raises(VideoError, match="writes .mov files"):
+        VideoWriter(tmp_path / "b.mp4", codec="mov-prores")
+    with pytest.raises(VideoError, match="unknown video codec"):
+        VideoWriter(tmp_path / "b.mp4", codec="h266")
+
+
+def test_webm_and_gif_keep_transparency(tmp_path):
+    webm = write_video(tmp_path / "a.webm", iter([half_clear()]), fps=24)
+    with av.open(str(webm)) as c:
+        s = c.streams.video[0]
+        assert s.metadata.get("alpha_mode") == "1"
+        dec = av.CodecContext.create("libvpx-vp9", "r")  # FFmpeg's own VP9 decoder skips the alpha plane
+        frame = next(f for p in c.demux(s) for f in dec.decode(p))
+        alpha = frame.to_ndarray(format="rgba")[..., 3]
+        assert alpha[:, :30].max() < 16 and alpha[:, 34:].min() > 240
+    gif = write_video(tmp_path / "a.gif", iter([half_clear()]), fps=24)
+    with Image.open(gif) as im:
+        im.seek(2)
+        rgba = np.asarray(im.convert("RGBA"))
+    assert (rgba[:, :32, 3] == 0).all() and (rgba[:, 32:, 3] == 255).all()
+    opaque = write_video(tmp_path / "b.webm", iter([moving_frames(4)]), fps=24)  # RGB in: no alpha plane
+    with av.open(str(opaque)) as c:
+        assert "alpha_mode" not in c.streams.video[0].metadata

@@ -29,6 +29,7 @@ from cvae_art.vae_core.images import load_image
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / "workflows"
 SAMPLES = REPO / "assets" / "samples"
+ANOMALY_DEMO = REPO / "assets" / "anomaly_demo"
 SHIPPED = {"latent_walk", "style_morph", "folder_style_blend", "latent_arithmetic", "sample_grid_per_style",
            "train_small_model", "anomaly_scan"}
 NODE_KEYS = {"id", "type", "pos", "size", "flags", "order", "mode", "inputs", "outputs", "properties", "widgets_values"}
@@ -294,13 +295,19 @@ def test_train_small_model_then_sample(headless, tmp_path):
 def test_anomaly_scan(headless):
     out, files = headless("anomaly_scan")
     heat = pngs(out / "cvae" / "anomaly" / "heatmaps")
-    assert set(heat) == sample_names(SAMPLES)
-    assert all(img.shape[:2] == (64, 64) for img in heat.values())
-    # 'ranked' is the scanned images themselves, reordered; the heat maps are overlays, not copies.
-    inputs = {name: cv2.cvtColor(load_image(SAMPLES / name, 64, "white"), cv2.COLOR_RGB2BGR) for name in heat}
+    assert set(heat) == sample_names(ANOMALY_DEMO)
+    # 64 px inputs are drawn at 256 px, so the colour bar below (256 / 8 px) can be read.
+    assert all(img.shape[:2] == (256 + 32, 256) for img in heat.values())
+    inputs = {name: cv2.cvtColor(load_image(ANOMALY_DEMO / name, 64, "white"), cv2.COLOR_RGB2BGR) for name in heat}
     ranked = sorted((out / "cvae" / "anomaly").glob("ranked_*.png"))
     assert sorted(cv2.imread(str(p)).tobytes() for p in ranked) == sorted(x.tobytes() for x in inputs.values())
-    assert all(np.abs(heat[n].astype(int) - inputs[n].astype(int)).mean() > 1 for n in heat)
+    # Where the planted patch of noise is, the heat map differs most from the image under it.
+    defect = "noto/1F3A9_defect.png"
+    under = cv2.resize(inputs[defect], (256, 256), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    tint = np.abs(heat[defect][:256].astype(np.float32) - under).mean(2)
+    windows = cv2.blur(tint, (56, 56))  # the patch: 28 px of the 128 px drawing
+    y, x = np.unravel_index(int(windows.argmax()), windows.shape)
+    assert 140 <= y <= 196 and 100 <= x <= 156, (y, x)
     # The score table is saved and listed; its rank order is the order of the ranked images.
     (table,) = (out / "cvae" / "anomaly").glob("scores_*.tsv")
     assert table in files
@@ -309,6 +316,7 @@ def test_anomaly_scan(headless):
     rows = [line.split("\t") for line in lines]
     assert [r[0] for r in rows] == [str(i) for i in range(1, len(heat) + 1)] and {r[2] for r in rows} == set(heat)
     assert [float(r[4]) for r in rows] == sorted((float(r[4]) for r in rows), reverse=True)  # rank_by neg_elbo
+    assert rows[0][2] == defect and "noto/1F47D_openmoji.png" in [r[2] for r in rows[1:3]]  # and the style outlier
     for row, path in zip(rows, ranked):
         assert np.array_equal(cv2.imread(str(path)), inputs[row[2]]), (row, path.name)
 

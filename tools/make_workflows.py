@@ -436,21 +436,26 @@ and use your own folder for a real model.""")
 def anomaly_scan() -> Graph:
     g = Graph("anomaly_scan")
     g.note(0, """
-Scores every image of a folder by how badly the model explains it. Saves the score table
+Scores every image of a folder by how badly the model explains it. The bundled anomaly_demo
+folder holds the ten noto samples, one with a planted patch of noise (1F3A9_defect) and one
+openmoji drawing filed under noto (1F47D_openmoji); scored as noto, so a drawing in another style
+stands out too. Saves the score table
 (output/cvae/anomaly/scores_NNNNN_.tsv: rank, file, recon error, negative ELBO; the node shows
 it and names the rank-1 file), a heat map per image (same names, output/cvae/anomaly/heatmaps)
 and the images ranked most unusual first (the first ranked_NNNNN_.png of a run is the oddest;
 numbers go on across runs, as with Save Image).""")
     model = load_model(g)
-    images = g.add("CVAELoadImageFolder", "Folder to scan", 0, folder="samples", size=64, limit=0, skip=0,
+    images = g.add("CVAELoadImageFolder", "Folder to scan", 0, folder="anomaly_demo", size=64, limit=0, skip=0,
                    every_nth=1, order="name", background="white")
+    style = g.add("CVAECondition", "Expected style", 0, model=model["model"], factor="style", label="noto")
     score = g.add("CVAEAnomalyScore", "Anomaly score", 1, model=model["model"], image=images["image"], rank_by="neg_elbo",
-                  samples=8, seed=0, overlay=0.5, filename_prefix="cvae/anomaly/scores", file_names=images["file_names"])
+                  samples=8, seed=0, overlay=0.7, filename_prefix="cvae/anomaly/scores", file_names=images["file_names"],
+                  heat_scale="image", cond=style["cond"])
     heat = g.add("CVAESaveImages", "Save heat maps (names kept)", 2, images=score["heatmap"],
                  filename_prefix="cvae/anomaly/heatmaps", file_names=images["file_names"])
     ranked = g.add("CVAESaveImages", "Save ranked, most unusual first", 2, images=score["ranked"],
                    filename_prefix="cvae/anomaly/ranked")
-    g.group("1. Model and folder", model, images, color="model")
+    g.group("1. Model, folder and its style", model, images, style, color="model")
     g.group("2. Score", score)
     g.group("3. Save", heat, ranked, color="output")
     return g

@@ -7,6 +7,7 @@ unusual the image's latent is. Higher is more anomalous for both.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,42 +87,92 @@ def anomaly_scores(
     )
 
 
+# How a heat map's colours are scaled: "image" (each map to its own hot end: the top 1% of its
+# pixels saturate, so a defect shows however well the rest is drawn), "batch" (one scale for all,
+# to compare images; one very bad image then leaves the others dark), or a fixed number.
+HEAT_SCALES = ("image", "batch")
+HEAT_PERCENTILE = 99.0
+# Turbo's hot end is dark red, which shows over white backgrounds; inferno's is nearly white.
+HEAT_COLORMAP = "TURBO"
+# Blur of the error map before colouring, as a Gaussian sigma per 64 px of map: the per-pixel error
+# is speckle along every edge; smoothed, the regions that are wrong stand out.
+HEAT_SMOOTH = 1.5
+HEAT_DISPLAY = 256  # the smallest side heat maps are drawn at, so the colour bar's label is legible
+
+
+def heat_scales(error_map: torch.Tensor, scale: str | float = "image") -> torch.Tensor:
+    """The error at the hot end of each map's colour scale, [B] (see HEAT_SCALES)."""
+    em = error_map.detach().float().cpu().flatten(1)
+    if isinstance(scale, str):
+        if scale not in HEAT_SCALES:
+            raise ValueError(f"heat map scale must be one of {', '.join(HEAT_SCALES)} or a number, got {scale!r}")
+        top = torch.quantile(em, HEAT_PERCENTILE / 100, dim=1) if scale == "image" else em.max().expand(em.shape[0])
+    else:
+        value = float(scale)
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"heat map scale must be a positive number, got {scale!r}")
+        top = torch.full((em.shape[0],), value)
+    return top.clamp(min=1e-12)
+
+
 def heatmap(
     error_map: torch.Tensor,
     images: torch.Tensor | np.ndarray | None = None,
-    alpha: float = 0.5,
-    vmax: float | None = None,
-    colormap: str = "INFERNO",
+    alpha: float = 0.7,
+    scale: str | float = "image",
+    colormap: str = HEAT_COLORMAP,
+    colorbar: bool = False,
 ) -> np.ndarray:
     """Colour error maps [B, H, W] as uint8 RGB [B, H, W, 3], optionally over the images.
 
-    One scale for the whole batch (0..vmax, default the batch's largest error), so colours
-    compare across images. images: float [B, 3, H, W] 0..1 or uint8 [B, H, W, 3] of any size
-    (the heat map is resized to them); alpha is the heat map's opacity.
+    The maps are smoothed first (HEAT_SMOOTH). scale: see HEAT_SCALES. Over images (float [B, 3, H, W] 0..1 or uint8 [B, H, W, 3], any size;
+    the map is resized to them) each pixel's colour opacity is alpha x its heat, so where the model
+    redraws the image well the image shows untouched and only the errors are coloured.
+    colorbar: a strip below each map, cold (left) to hot (right), with the hot end's error value
+    written on it (the map's scale, mean squared error per pixel value).
     """
+    cv2 = require_cv2("the anomaly heat map's colour map")
     em = error_map.detach().float().cpu()
     if em.dim() == 2:
         em = em[None]
-    top = float(em.max()) if vmax is None else float(vmax)
-    gray = (em / max(top, 1e-12)).clamp(0, 1).mul(255).round().byte().numpy()
+    if colormap.upper() not in {n[len("COLORMAP_"):] for n in dir(cv2) if n.startswith("COLORMAP_")}:
+        raise ValueError(f"unknown colour map {colormap!r}; OpenCV's include INFERNO, JET, VIRIDIS, TURBO")
+    cmap = getattr(cv2, f"COLORMAP_{colormap.upper()}")
+    sigma = HEAT_SMOOTH * em.shape[-1] / 64
+    em = torch.from_numpy(np.stack([cv2.GaussianBlur(m, (0, 0), sigma) for m in em.numpy()]))
+    top = heat_scales(em, scale)
+    heat = (em / top[:, None, None]).clamp(0, 1).numpy()
     base = None
     if images is not None:
         base = to_uint8(images) if isinstance(images, torch.Tensor) and images.is_floating_point() else np.asarray(images)
         if base.ndim == 3:
             base = base[None]
-        if base.shape[0] != gray.shape[0]:
-            raise ValueError(f"{base.shape[0]} images for {gray.shape[0]} error maps")
-    cv2 = require_cv2("the anomaly heat map's colour map")
+        if base.shape[0] != heat.shape[0]:
+            raise ValueError(f"{base.shape[0]} images for {heat.shape[0]} error maps")
     out = []
-    for i, g in enumerate(gray):
-        heat = cv2.cvtColor(cv2.applyColorMap(g, getattr(cv2, f"COLORMAP_{colormap}")), cv2.COLOR_BGR2RGB)
+    for i, h in enumerate(heat):
+        if base is not None and h.shape != base[i].shape[:2]:
+            h = cv2.resize(h, base[i].shape[1::-1], interpolation=cv2.INTER_NEAREST)
+        colour = cv2.cvtColor(cv2.applyColorMap((h * 255).round().astype(np.uint8), cmap), cv2.COLOR_BGR2RGB)
         if base is not None:
-            h, w = base[i].shape[:2]
-            if heat.shape[:2] != (h, w):
-                heat = cv2.resize(heat, (w, h), interpolation=cv2.INTER_NEAREST)
-            heat = cv2.addWeighted(heat, alpha, np.ascontiguousarray(base[i]), 1 - alpha, 0)
-        out.append(heat)
+            w = alpha * h[..., None]
+            colour = (base[i] * (1 - w) + colour * w).round().astype(np.uint8)
+        if colorbar:
+            colour = np.concatenate([colour, _colorbar(cv2, cmap, colour.shape[1], float(top[i]))])
+        out.append(colour)
     return np.stack(out)
+
+
+def _colorbar(cv2, cmap: int, width: int, top: float) -> np.ndarray:
+    height = max(8, width // 8)
+    ramp = np.linspace(0, 255, width).round().astype(np.uint8)[None].repeat(height, 0)
+    bar = cv2.cvtColor(cv2.applyColorMap(ramp, cmap), cv2.COLOR_BGR2RGB)
+    text, font, size = f"{top:.3g}", cv2.FONT_HERSHEY_PLAIN, height / 14
+    (tw, th), _ = cv2.getTextSize(text, font, size, 1)
+    org = (max(0, width - tw - 1), (height + th) // 2)
+    cv2.putText(bar, text, org, font, size, (0, 0, 0), 2, cv2.LINE_AA)  # outlined: legible on either end
+    cv2.putText(bar, text, org, font, size, (255, 255, 255), 1, cv2.LINE_AA)
+    return bar
 
 
 def score_folder(

@@ -7,6 +7,7 @@ discriminator, EMA, history) goes through the same pack/unpack so resume needs n
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,16 @@ def save_with_prior(src: str | Path, model: CVAE, out: str | Path) -> Path:
     extra = {k: v for k, v in meta.items() if k not in model_metadata(model, 0)}
     half = any(v.dtype == torch.float16 for v in load_file(str(src)).values())
     return save_model(model, out, int(meta.get("step", 0)), extra, dtype=torch.float16 if half else None)
+
+
+def weights_digest(model: CVAE) -> str:
+    """16 hex digits of SHA-256 over the model's config, weights and prior (as float32 on the CPU):
+    the same on every device, different when any weight differs. Names a model in manifests."""
+    h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None) -> CVAE:
