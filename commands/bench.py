@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-PARTS = ("train", "decode", "render", "restyle", "runner", "quality", "samples", "curve", "nll")
+PARTS = ("train", "decode", "render", "restyle", "runner", "quality", "samples", "disentangle", "curve", "nll")
 # The shared data next to a checkout (../shared/data); a user's clone passes paths instead.
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -31,7 +31,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--frames", type=int, default=480, help="render: frames in the walk at 64 px (fewer for larger models)")
     g.add_argument("--sizes", type=int, nargs="+", default=[500, 5000], help="restyle: folder sizes (images)")
     g = p.add_argument_group("quality / samples / curve")
-    g.add_argument("--models", nargs="+", default=[], metavar="NAME=PATH", help="quality, samples: model files to compare")
+    g.add_argument("--models", nargs="+", default=[], metavar="NAME=PATH", help="quality, samples, disentangle: model files to compare")
     g.add_argument("--temperatures", type=float, nargs="+", default=[1.0], help="samples: sampling temperatures to score")
     g.add_argument("--priors", nargs="+", choices=PRIOR_CHOICES, default=list(PRIOR_CHOICES),
                    help="samples: which priors to score (learned only where the model has one)")
@@ -116,6 +116,12 @@ def run_part(part: str, a: argparse.Namespace) -> list:
                 raise ValueError(f"--temperatures: {t} is outside 0..3")
         return bench_samples(_load_models(a.models), a.data, a.device, tuple(a.temperatures), tuple(a.priors),
                              cache_dir=a.cache, progress=not a.json)
+    if part == "disentangle":
+        if not a.models:
+            raise ValueError("bench disentangle: give the models to score, e.g. --models assets/cvae_emoji_64.safetensors")
+        from ..bench.disentangle import bench_disentangle
+
+        return [bench_disentangle(_load_models(a.models), a.data, device=a.device)]
     if part == "curve":
         if not a.runs:
             raise ValueError("bench curve: give run folders with --runs DIR ...")
@@ -143,7 +149,7 @@ def _bench_run(a: argparse.Namespace) -> int:
         print("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()) + "\n", flush=True)
     tables, skipped = [], []
     for part in parts:
-        if a.part == "all" and ((part in ("quality", "samples") and not a.models) or (part == "curve" and not a.runs)
+        if a.part == "all" and ((part in ("quality", "samples", "disentangle") and not a.models) or (part == "curve" and not a.runs)
                                 or (part == "nll" and not (a.checkpoint or a.minutes or a.quick))):
             skipped.append(part)
             continue

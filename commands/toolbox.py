@@ -120,7 +120,7 @@ def _walk_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=arg_type("video_size"), help="output size in pixels (default: the model's resolution)")
     p.add_argument("--chunk", type=arg_type("chunk"), default=32, help="frames decoded per batch")
     p.add_argument("--audio", help="a sound file (WAV, MP3, FLAC, ...) for the video's track, cut or padded with "
-                                   "silence to its length (.mp4: AAC, .webm: Opus)")
+                                   "silence to its length (.mp4 / .mov: AAC, .webm: Opus)")
 
 
 def _walk_run(a: argparse.Namespace) -> int:

@@ -248,3 +248,32 @@ def test_binarized_trainer_feeds_binary_grey_batches(tmp_path):
     assert torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 0], x[:, 2])
     assert x[..., :2, :].sum() == 0  # the padding stays black
     assert torch.equal(x, trainer._batch(0)[0]) and not torch.equal(x, trainer._batch(1)[0])
+
+
+def test_disentanglement_scores_find_the_dimension_that_carries_a_factor():
+    from cvae_art.bench.disentangle import linear_probe, mig, sap
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 2000)
+    noise = rng.normal(size=(2000, 6))
+    carried = noise.copy()
+    carried[:, 3] = labels + 0.1 * rng.normal(size=2000)  # dimension 3 alone holds the factor
+    m, top = mig(carried[:1500], labels[:1500])
+    assert top == 3 and m > 0.8
+    assert sap(carried[:1500], labels[:1500], carried[1500:], labels[1500:]) > 0.6
+    assert linear_probe(carried[:1500], labels[:1500], carried[1500:], labels[1500:]) > 0.95
+    m0, _ = mig(noise[:1500], labels[:1500])
+    assert m0 < 0.05 and sap(noise[:1500], labels[:1500], noise[1500:], labels[1500:]) < 0.05
+    assert linear_probe(noise[:1500], labels[:1500], noise[1500:], labels[1500:]) < 0.35  # chance: 0.25
+    spread = noise.copy()  # held by two dimensions together: the probe sees it, MIG does not single one out
+    spread[:, 0], spread[:, 1] = labels + rng.normal(size=2000), labels + rng.normal(size=2000)
+    assert mig(spread[:1500], labels[:1500])[0] < m / 3
+
+
+def test_disentangle_bench_scores_the_conditioned_factor(styled_model, capsys):
+    root, run_dir = styled_model
+    (table,) = run_json(capsys, "disentangle", "--models", f"tiny={run_dir / 'model.safetensors'}", "--data", str(root))["tables"]
+    (row,) = table["rows"]  # the styled folder has no group column
+    assert row["factor"] == "style" and row["conditioned"] == "yes" and row["labels"] == 2
+    assert 0 <= row["MIG"] <= 1 and 0 <= row["SAP"] <= 1 and 0 <= row["linear probe acc"] <= 1
+    assert 0 <= row["top dim"] < 8 and 0.5 <= row["chance"] <= 1
