@@ -17,7 +17,7 @@ EXPECTED_IDS = {
     "CVAEInterpolate", "CVAELatentBatch", "CVAELatentFromBatch",
     "CVAECondition", "CVAEConditionBlendLabels", "CVAEConditionMix", "CVAEConditionBatch",
     "CVAERenderWalk", "CVAELoadImageFolder", "CVAERestyleFolder", "CVAESaveImages", "CVAEAnomalyScore",
-    "CVAEImageGrid", "CVAEAugmentFolder",
+    "CVAEImageGrid", "CVAEAugmentFolder", "CVAEAttributeSlider",
 }
 
 

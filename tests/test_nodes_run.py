@@ -690,3 +690,15 @@ def test_augment_folder_writes_a_training_folder_inside_the_output_folder(pack, 
     assert [p.parent.name for p in (env.output_directory() / "aug_ring").rglob("*.png")] == ["ring", "ring"]
     with pytest.raises(ValueError, match="outside"):
         run(pack, "CVAEAugmentFolder", **{**args, "target_folder": "../escape"})
+
+
+def test_attribute_slider_moves_latents_along_a_named_direction(pack, env, tiny_model):
+    z = torch.randn(3, tiny_model.config.latent_dim)
+    with_, without = {"z": z[:2] + 1.0}, {"z": z[:2]}
+    (direction,) = run(pack, "CVAEAttributeVector", latents_with=with_, latents_without=without, strength=1.0)
+    (moved, label), ui = run(pack, "CVAEAttributeSlider", latent={"z": z}, attribute=direction, name=" glow ", amount=-0.5)
+    assert torch.allclose(moved["z"], z - 0.5) and label == "glow -0.50" and ui["text"] == ["glow -0.50"]
+    (same, _), _ = run(pack, "CVAEAttributeSlider", latent={"z": z}, attribute=direction, name="", amount=0.0)
+    assert torch.equal(same["z"], z)
+    with pytest.raises(ValueError, match="connect one direction"):
+        run(pack, "CVAEAttributeSlider", latent={"z": z}, attribute={"z": z}, name="x", amount=1.0)
