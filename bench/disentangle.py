@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .harness import Table, _batched, _train_val_fraction
+from .samples import _metadata_columns
 from ..vae_core.checkpoint import load_model
 from ..vae_core.conditions import labels_to_condition
 from ..vae_core.data import load_image_set
@@ -124,7 +125,8 @@ def bench_disentangle(models: dict[str, str | Path], data_root: str | Path, fact
     for name, path in models.items():
         model = load_model(path, device)
         wanted = factors or list(model.vocab) + ["group"]
-        available = [f for f in wanted if f in model.vocab or (root / "metadata.csv").is_file() and _has_column(root, f)]
+        columns = _metadata_columns(root) if (root / "metadata.csv").is_file() else []
+        available = [f for f in wanted if f in model.vocab or f in columns]
         data = load_image_set(root, model.resolution, available, workers=2, progress=False)
         for f in model.vocab:
             if f in data.vocab and list(model.vocab[f]) != data.vocab[f]:
@@ -153,9 +155,3 @@ def bench_disentangle(models: dict[str, str | Path], data_root: str | Path, fact
     ]
     return table
 
-
-def _has_column(root: Path, column: str) -> bool:
-    import csv
-
-    with open(root / "metadata.csv", newline="", encoding="utf-8") as f:
-        return column in next(csv.reader(f), [])

@@ -71,7 +71,7 @@ class CVAERenderWalk:
             "optional": {
                 "cond": cond_input("Condition: one for all frames, one per keyframe (CVAE Condition Batch), or one per frame; not connected = unconditional."),
                 "cond_end": cond_input("If connected, the style sweeps from cond to cond_end: with two keyframes in step with the walk (holds included), otherwise over the whole video; easing, loop and ping-pong as for the latents."),
-                "audio": ("AUDIO", {"tooltip": "A sound track (e.g. from Load Audio) for mp4 (AAC) or webm (Opus), cut or padded with silence to the video's length."}),
+                "audio": ("AUDIO", {"tooltip": "A sound track (e.g. from Load Audio) for mp4 or mov (AAC) or webm (Opus), cut or padded with silence to the video's length."}),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }

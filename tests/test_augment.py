@@ -34,6 +34,7 @@ def test_writes_a_training_folder_with_a_manifest(tiny_model, tmp_path):
         label = r["path"].split("/")[0]
         assert r["condition"] == f"label={label}:1" and r["seed"] == "4" and r["temperature"] == "0.9"
         assert r["model"] == weights_digest(tiny_model) and len(r["model"]) == 16
+        assert r["prior"] == ("learned" if tiny_model.has_learned_prior else "normal")
         img = pixels(out / r["path"])
         assert img.shape == (32, 32, 3) and img.std() > 0  # a drawing, not a blank
     data = load_image_set(out, 32, ["label"], progress=False)  # a training folder again
@@ -98,6 +99,14 @@ def test_refuses_to_write_over_other_settings_or_files_it_did_not_write(tiny_mod
     (tmp_path / "other" / MANIFEST).write_text("path,label\na.png,x\n")
     with pytest.raises(AugmentError, match="not an augment manifest"):
         augment(tiny_model, tmp_path / "other", 1, digest)
+
+
+def test_a_model_without_a_learned_prior_is_recorded_as_drawn_from_the_normal(tiny_model, tmp_path):
+    tiny_model.prior = None
+    augment(tiny_model, tmp_path / "aug", 1, weights_digest(tiny_model))
+    assert {r["prior"] for r in manifest(tmp_path / "aug")} == {"normal"}
+    with pytest.raises(AugmentError, match="prior must be"):
+        augment(tiny_model, tmp_path / "aug", 1, "x", prior="flow")
 
 
 def test_given_conditions_get_their_own_folders(tiny_model, tmp_path):

@@ -381,6 +381,10 @@ def test_prores_4444_and_h265_decode_back_and_keep_or_flatten_alpha(tmp_path):
         assert s.codec_context.name == "hevc" and s.codec_tag == "hvc1"
         first = next(c.decode(s)).to_ndarray(format="rgb24")
     assert first[:, :28].mean() > 245  # no alpha in H.265 / yuv420p: the clear half is drawn on white
+    for name, ext in (("mov-prores", "mov"), ("mp4-h265", "mp4")):  # --quality reaches both encoders
+        sizes = [write_video(tmp_path / f"q{q}.{ext}", iter([moving_frames(6)]), fps=24, quality=q, codec=name).stat().st_size
+                 for q in (20, 95)]
+        assert sizes[1] > 1.2 * sizes[0], (name, sizes)
     with pytest.raises(VideoError, match="writes .mov files"):
         VideoWriter(tmp_path / "b.mp4", codec="mov-prores")
     with pytest.raises(VideoError, match="unknown video codec"):

@@ -31,6 +31,7 @@ from .files import write_text
 from .images import save_png
 from .limits import check
 from .model import REFINE_DEFAULT, CVAE
+from .prior import PRIOR_CHOICES
 
 MANIFEST = "manifest.csv"
 COLUMNS = ("path", "condition", "seed", "index", "temperature", "prior", "refine", "model")
@@ -154,6 +155,10 @@ def augment(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise AugmentError(f"{out_dir} is a file, not a folder")
+    if prior not in PRIOR_CHOICES:
+        raise AugmentError(f"prior must be one of {', '.join(PRIOR_CHOICES)}, got {prior!r}")
+    if prior == "learned" and not model.has_learned_prior:
+        prior = "normal"  # what the sampler draws from then; the manifest says what was drawn
     plan = targets(model, conds, factor)
     manifest = read_manifest(out_dir)
     result = AugmentResult(manifest=out_dir / MANIFEST)

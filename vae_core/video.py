@@ -14,7 +14,7 @@ What each container holds (PyAV 18 / FFmpeg 8.1):
 - .mp4: libx264, yuv420p, CRF; odd sizes are padded by one edge pixel (4:2:0 needs even sizes);
   metadata as MP4 `mdta` tags (any key, read back by PyAV/ffprobe as container metadata).
 - .mp4 with codec "mp4-h265": libx265, yuv420p, CRF, tagged hvc1.
-- .mov: prores_ks profile 4444, yuv444p10le (yuva444p10le with alpha), quality -> qscale.
+- .mov: prores_ks profile 4444, yuv444p10le (yuva444p10le with alpha), quality -> bits per macroblock.
 - .webm: libvpx-vp9, yuv420p (yuva420p with alpha), CRF (odd sizes fine); metadata as Matroska tags (whose names
   Matroska upper-cases; `read_metadata` gives them back lower-case).
 - .gif: a 256-colour palette per frame (Pillow's quantizer, dithered; PyAV's GIF encoder);
@@ -342,9 +342,10 @@ class VideoWriter:
             "libx265": ({"crf": str(_crf(self.quality, 51)), "preset": "veryfast", "x265-params": "log-level=error"},
                         {"movflags": "+faststart+use_metadata_tags"}),
             "libvpx-vp9": ({"crf": str(_crf(self.quality, 63)), "b": "0", "row-mt": "1", "deadline": "realtime", "cpu-used": "6"}, {}),
-            # ProRes 4444 (profile 4); quality maps onto its quantiser scale (lower is better).
-            "prores_ks": ({"profile": "4", "qscale": str(max(1, round((100 - self.quality) / 100 * 31 * 0.6) + 1)),
-                           "vendor": "apl0"}, {"movflags": "+use_metadata_tags"}),
+            # ProRes 4444 (profile 4) is rate-driven: quality sets its bit budget per macroblock, 80 near
+            # the encoder's own default for 4444 (about 2,000).
+            "prores_ks": ({"profile": "4", "bits_per_mb": str(max(100, round(25 * self.quality))), "vendor": "apl0"},
+                          {"movflags": "+use_metadata_tags"}),
             "gif": ({}, {"loop": str(self.loop)}),
             # The WebP muxer counts plays in all (0 = forever); ours counts repeats like GIF.
             "libwebp_anim": ({"quality": str(int(self.quality)), "lossless": "0", "compression_level": "2"},
@@ -395,14 +396,13 @@ class VideoWriter:
                                                layout="mono" if w.shape[0] == 1 else "stereo")
             frame.sample_rate, frame.pts, frame.time_base = rate, self._audio_done, Fraction(1, rate)
             self._audio_done = until
-            for out in self._resampler.resample(frame):
-                for packet in self._audio_stream.encode(out):
-                    self._container.mux(packet)
-        if final:
-            for out in self._resampler.resample(None):
-                for packet in self._audio_stream.encode(out):
-                    self._container.mux(packet)
-            for packet in self._audio_stream.encode(None):
+            self._mux_audio(self._resampler.resample(frame))
+        if final:  # what the resampler and then the encoder still hold
+            self._mux_audio([*self._resampler.resample(None), None])
+
+    def _mux_audio(self, frames: list) -> None:
+        for frame in frames:
+            for packet in self._audio_stream.encode(frame):
                 self._container.mux(packet)
 
 
