@@ -3,7 +3,8 @@
 They are loaded on first access (a module __getattr__, PEP 562), so `import cvae_art.vae_core` or
 the `cvae` command never pays for the node pack, nor registers model folders outside ComfyUI.
 """
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
+WEB_DIRECTORY = "./web"  # the Latent Explorer's page code; ComfyUI serves every .js below it
 
 
 def __getattr__(name: str):

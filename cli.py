@@ -5,6 +5,7 @@ import argparse
 import errno
 import importlib
 import sys
+import warnings
 
 from .commands import MODULES
 
@@ -21,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed escaped, not a crash
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    # A warning (e.g. a control value outside its trained range) is one line for the user, not a source location.
+    warnings.showwarning = lambda message, *_, **__: print(f"cvae {args.command}: warning: {message}", file=sys.stderr)
     try:
         return runners[args.command](args)
     except KeyboardInterrupt:

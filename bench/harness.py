@@ -29,6 +29,7 @@ import torch
 from ..vae_core.checkpoint import load_model, load_state, read_metadata
 from ..vae_core.conditions import labels_to_condition
 from ..vae_core.data import ImageSet, image_set_from_arrays, load_image_set
+from ..vae_core.device import BF16_CPU_FLAGS, cpu_flags, native_bf16
 from ..vae_core.images import to_tensor
 from ..vae_core.likelihood import importance_sampled_nll
 from ..vae_core.losses import LossConfig, kl_divergence
@@ -102,6 +103,7 @@ def machine_info() -> dict:
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16_flags": sorted(cpu_flags() & BF16_CPU_FLAGS),
         "python": platform.python_version(),
         "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
     }
@@ -155,15 +157,17 @@ def count_flops(fn: Callable[[], object]) -> int:
 
 
 # -- train -------------------------------------------------------------------------------------------
-# Each option on top of plain MSE, then the setting the bundled model is trained with, then MSE
-# under bf16 autocast (TrainConfig.amp).
+# Each option on top of plain MSE, then the setting the bundled model is trained with, then both
+# again under bf16 autocast (TrainConfig.amp); every other row is fp32.
+_BUNDLED = dict(recon="gaussian", loss=dict(ssim_weight=1.0, adv_weight=0.5, adv_start=0, disc_channels=32))
 TRAIN_SETTINGS: dict[str, dict] = {
     "mse": dict(recon="mse", loss={}),
     "mse+ssim": dict(recon="mse", loss=dict(ssim_weight=1.0)),
     "mse+lpips": dict(recon="mse", loss=dict(lpips_weight=1.0, lpips_random_backbone=True)),
     "mse+adv": dict(recon="mse", loss=dict(adv_weight=0.5, adv_start=0, disc_channels=32)),
-    "gaussian+ssim+adv": dict(recon="gaussian", loss=dict(ssim_weight=1.0, adv_weight=0.5, adv_start=0, disc_channels=32)),
-    "mse-bf16": dict(recon="mse", loss={}, amp=True),
+    "gaussian+ssim+adv": _BUNDLED,
+    "mse-bf16": dict(recon="mse", loss={}, amp="bf16"),
+    "gaussian+ssim+adv-bf16": {**_BUNDLED, "amp": "bf16"},
 }
 
 
@@ -175,9 +179,11 @@ def synthetic_image_set(n: int, resolution: int, seed: int = 0) -> ImageSet:
 
 
 def bench_train(resolution: int = 64, batch_size: int = 64, settings: list[str] | None = None, warmup: int = 2,
-                repeats: int = 6, device: str = "cpu", peak_n: int = 2048, model: ModelConfig | None = None) -> Table:
+                repeats: int = 6, device: str = "cpu", peak_n: int = 2048, model: ModelConfig | None = None,
+                peer: str | Path | None = None) -> Table:
     """Images/s of the real Trainer.train_step (batching, loss, backward, AdamW, EMA) per loss setting,
-    and its FLOP rate as a fraction of the measured fp32 / bf16 matmul peak."""
+    and its FLOP rate as a fraction of the measured fp32 / bf16 matmul peak; with `peer` (a checkout
+    of AntixK/PyTorch-VAE), its ConditionalVAE's step too, timed alike in the same run."""
     unknown = [s for s in settings or [] if s not in TRAIN_SETTINGS]
     if unknown:
         raise ValueError(f"unknown training setting {unknown[0]!r}; choose from {', '.join(TRAIN_SETTINGS)}")
@@ -197,18 +203,24 @@ def bench_train(resolution: int = 64, batch_size: int = 64, settings: list[str] 
         spec = TRAIN_SETTINGS[name]
         mcfg = ModelConfig(**{**(model.to_dict() if model else {}), "resolution": resolution, "recon": spec["recon"]})
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = TrainConfig(out=tmp, batch_size=batch_size, workers=0, device=device, amp=spec.get("amp", False),
+            cfg = TrainConfig(out=tmp, batch_size=batch_size, workers=0, device=device, amp=spec.get("amp", "fp32"),
                               model=mcfg, loss=LossConfig(**spec["loss"]))
             trainer = Trainer(cfg, data=data, progress=False)
             step = iter(range(10**9))
             flops = count_flops(lambda: trainer.train_step(next(step)))
             times = time_calls(lambda: trainer.train_step(next(step)), dev, warmup=warmup, repeats=repeats)
         sec = statistics.median(times)
-        peak_name = "bf16" if spec.get("amp") else "fp32"
+        peak_name = spec.get("amp", "fp32")
         table.rows.append({
             "setting": name, "images/s": batch_size / sec, "ms/step": 1000 * sec, "GFLOP/step": flops / 1e9,
             "GFLOP/s": flops / sec / 1e9, "peak": peak_name,
         })
+    if peer is not None:
+        step = peer_train_step(peer, batch_size, resolution, len(STYLES), dev)
+        flops = count_flops(step)
+        sec = statistics.median(time_calls(step, dev, warmup=warmup, repeats=repeats))
+        table.rows.append({"setting": "peer: PyTorch-VAE ConditionalVAE", "images/s": batch_size / sec,
+                           "ms/step": 1000 * sec, "GFLOP/step": flops / 1e9, "GFLOP/s": flops / sec / 1e9, "peak": "fp32"})
     peaks = {k: max(v, w) for (k, v), w in zip(peaks.items(), measure_peaks().values())}
     for row in table.rows:
         row["% of peak"] = 100 * row["GFLOP/s"] * 1e9 / peaks[row["peak"]]
@@ -219,9 +231,63 @@ def bench_train(resolution: int = 64, batch_size: int = 64, settings: list[str] 
         "Trainer.train_step; elementwise work (activations, losses, AdamW, EMA) costs time but no counted FLOPs",
         f"median of {repeats} steps after {warmup + 1} warm-up steps; +adv: PatchGAN (32 channels) and its adaptive "
         "weight from step 0; +lpips: a random AlexNet backbone (same cost as the real one); gaussian+ssim+adv: the "
-        "bundled model's setting; mse-bf16: TrainConfig.amp (bf16 autocast), read against the bf16 peak",
+        "bundled model's setting; -bf16: bf16 autocast (TrainConfig.amp), read against the bf16 peak",
+        f"--amp auto picks {'bf16' if native_bf16(dev) else 'fp32'} on this "
+        f"{machine_info()['cpu'] if dev.type == 'cpu' else dev.type} ({_bf16_evidence(dev)})",
     ]
     return table
+
+
+def peer_train_step(root: str | Path, batch_size: int, resolution: int, classes: int,
+                    device: torch.device) -> Callable[[], None]:
+    """One training step of the peer, AntixK/PyTorch-VAE's ConditionalVAE, with its cvae.yaml
+    settings (latent 128, Adam 5e-3, kld_weight 2.5e-4, MSE), on random images and one-hot labels.
+    Only models/base.py, types_.py and cvae.py are loaded (its package __init__ imports every model,
+    some needing a working torchvision); nothing of it is copied here."""
+    import importlib.util
+    import types
+
+    folder = Path(root) / "models"
+    if not (folder / "cvae.py").is_file():
+        raise FileNotFoundError(f"--peer {root}: no models/cvae.py there; give a checkout of AntixK/PyTorch-VAE")
+    saved = sys.modules.get("models")
+    package = types.ModuleType("models")
+    package.__path__ = [str(folder)]  # type: ignore[attr-defined]
+    sys.modules["models"] = package
+    try:
+        for name in ("types_", "base", "cvae"):
+            spec = importlib.util.spec_from_file_location(f"models.{name}", folder / f"{name}.py")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+            package.__dict__.update({k: v for k, v in vars(module).items() if not k.startswith("_")})
+        torch.manual_seed(0)
+        net = package.ConditionalVAE(in_channels=3, num_classes=classes, latent_dim=128, img_size=resolution).to(device)
+    finally:
+        for name in [n for n in sys.modules if n == "models" or n.startswith("models.")]:
+            del sys.modules[name]
+        if saved is not None:
+            sys.modules["models"] = saved
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(batch_size, 3, resolution, resolution, generator=g) * 2 - 1).to(device)
+    y = torch.nn.functional.one_hot(torch.arange(batch_size) % classes, classes).float().to(device)
+
+    def step() -> None:
+        out = net(x, labels=y)
+        loss = net.loss_function(*out, M_N=0.00025)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def _bf16_evidence(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return "torch.cuda.is_bf16_supported()"
+    found = sorted(cpu_flags() & BF16_CPU_FLAGS)
+    return f"CPU flags {', '.join(found)}" if found else "no native bf16 flag in /proc/cpuinfo"
 
 
 # -- decode / render ----------------------------------------------------------------------------------

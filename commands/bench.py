@@ -21,7 +21,9 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps")
     g = p.add_argument_group("train")
     g.add_argument("--settings", nargs="+", help="loss settings to time (default: all: mse, mse+ssim, mse+lpips, "
-                   "mse+adv, gaussian+ssim+adv, mse-bf16)")
+                   "mse+adv, gaussian+ssim+adv, mse-bf16, gaussian+ssim+adv-bf16)")
+    g.add_argument("--peer", help="a checkout of AntixK/PyTorch-VAE: its ConditionalVAE's training step is timed in "
+                   "the same run (cvae.yaml settings), for the comparison in BENCHMARKS.md")
     g.add_argument("--batch-size", type=int, default=64)
     g.add_argument("--repeats", type=int, default=6, help="timed training steps per setting")
     g = p.add_argument_group("decode / render / restyle / runner")
@@ -87,7 +89,8 @@ def run_part(part: str, a: argparse.Namespace) -> list:
 
     if part == "train":
         kw = dict(resolution=32, warmup=0, peak_n=256) if a.quick else {}
-        return [bench.bench_train(batch_size=a.batch_size, settings=a.settings, repeats=a.repeats, device=a.device, **kw)]
+        return [bench.bench_train(batch_size=a.batch_size, settings=a.settings, repeats=a.repeats, device=a.device,
+                                  peer=a.peer, **kw)]
     if part == "decode":
         return [bench.bench_decode(tuple(a.resolutions), frames=a.frames if a.quick else 256,
                                    batch=8 if a.quick else 64, repeats=1 if a.quick else 5, device=a.device)]

@@ -17,8 +17,10 @@ def _model_arg(p: argparse.ArgumentParser) -> None:
 
 def _load(a: argparse.Namespace):
     from ..vae_core.checkpoint import load_model
+    from ..vae_core.device import resolve_device
+    from ..vae_core.distributed import local_device, world
 
-    return load_model(a.model, device=a.device)
+    return load_model(a.model, device=local_device(resolve_device(a.device), world()))  # under torchrun: its GPU
 
 
 def _prior_arg(p: argparse.ArgumentParser) -> None:
@@ -66,14 +68,13 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
 
 
 def _sample_run(a: argparse.Namespace) -> int:
-    from ..vae_core.conditions import describe_condition
     from ..vae_core.images import grid, save_png
 
     model = _load(a)
     cond = model.condition(a.cond, 1)
     prior = _prior_note(model, a.prior)
     images = model.sample(a.n, cond, seed=a.seed, temperature=a.temperature, prior=prior, refine=a.refine)
-    what = (f"{a.n} sample(s) ({describe_condition(model.vocab, cond) or 'unconditional'}, seed {a.seed}, "
+    what = (f"{a.n} sample(s) ({model.describe(cond) or 'unconditional'}, seed {a.seed}, "
             f"temperature {a.temperature:g}, {prior} prior, {a.refine} refine pass(es))")
     text = {"cvae": _provenance("sample", a)}
     out = Path(a.out)
@@ -190,6 +191,7 @@ def _restyle_args(p: argparse.ArgumentParser) -> None:
 
 
 def _restyle_run(a: argparse.Namespace) -> int:
+    from ..vae_core.distributed import world
     from ..vae_core.restyle import restyle_folder
 
     model = _load(a)
@@ -199,6 +201,8 @@ def _restyle_run(a: argparse.Namespace) -> int:
     report = restyle_folder(model, a.in_dir, a.out_dir, a.target, a.source, batch_size=a.batch_size, sample=a.sample,
                             size=a.size, overwrite=a.overwrite, background=a.background, seed=a.seed,
                             transport=a.transport, refine=a.refine)
+    if not world().main:  # under torchrun, rank 0 reports for all
+        return 0
     for path in report.written:
         print(path)
     for path, why in report.failed:
@@ -250,12 +254,15 @@ def _anomaly_run(a: argparse.Namespace) -> int:
     import numpy as np
 
     from ..vae_core.anomaly import HEAT_DISPLAY, anomaly_scores, heatmap, score_folder
+    from ..vae_core.distributed import world
     from ..vae_core.files import write_text
     from ..vae_core.images import load_image, save_png, to_tensor
     from ..vae_core.conditions import subfolder_condition
 
     model = _load(a)
     scores = score_folder(model, a.folder, a.cond, samples=a.samples, seed=a.seed, batch_size=a.batch_size, by=a.by)
+    if not world().main:  # under torchrun, rank 0 reports and writes for all
+        return 0
     for path, why in scores.skipped:
         print(f"skipped {path}: {why}", file=sys.stderr)
     if not len(scores):

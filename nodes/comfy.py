@@ -6,6 +6,7 @@ notebook, the tests) the same functions fall back to plain folders, tqdm and not
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -31,6 +32,10 @@ try:
     from comfy.cli_args import args as comfy_args
 except ImportError:
     comfy_args = None
+try:
+    from server import PromptServer
+except ImportError:
+    PromptServer = None
 
 
 PACK_ROOT = Path(__file__).resolve().parents[1]
@@ -300,6 +305,56 @@ def save_target(prefix: str, root: Path | None = None, kind: str = "output") -> 
     pattern = re.compile(re.escape(filename) + r"_(\d+)_", re.IGNORECASE if os.name == "nt" else 0)
     counters = [int(m.group(1)) for f in os.listdir(folder) if (m := pattern.match(f))]
     return SaveTarget(folder, filename, max(counters, default=0) + 1, subfolder.replace(os.sep, "/"), kind)
+
+
+# -- server routes -----------------------------------------------------------------------------------
+def add_explorer_routes(prefix: str, make_map, make_image, max_body: int) -> bool:
+    """POST {prefix}/map (JSON in, JSON out) and {prefix}/decode (JSON in, PNG out) on ComfyUI's
+    server; nothing headless. The work runs in one worker thread of its own, so neither the event
+    loop nor the prompt executor waits for it. LookupError answers 404, ValueError 400, a body over
+    `max_body` bytes 413; every error is JSON {"error": message}."""
+    server = getattr(PromptServer, "instance", None)
+    if server is None:
+        return False
+    import asyncio
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aiohttp import web
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="cvae-explorer")
+
+    async def call(request, fn):
+        body = await request.content.read(max_body + 1)
+        if len(body) > max_body:
+            return None, web.json_response({"error": f"request over {max_body} bytes"}, status=413)
+        try:
+            spec = json.loads(body or b"null")
+        except (ValueError, UnicodeDecodeError):
+            return None, web.json_response({"error": "the request is not JSON"}, status=400)
+        if not isinstance(spec, dict):
+            return None, web.json_response({"error": "the request must be a JSON object"}, status=400)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, spec), None
+        except LookupError as err:
+            return None, web.json_response({"error": str(err).strip("'\"")}, status=404)
+        except (ValueError, TypeError) as err:
+            return None, web.json_response({"error": str(err)}, status=400)
+        except Exception as err:  # noqa: BLE001 - a server route answers, it does not crash the server
+            logging.exception("CVAE explorer route failed")
+            return None, web.json_response({"error": f"{type(err).__name__}: {err}"}, status=500)
+
+    @server.routes.post(prefix + "/map")
+    async def explorer_map(request):
+        result, error = await call(request, make_map)
+        return error or web.json_response(result)
+
+    @server.routes.post(prefix + "/decode")
+    async def explorer_decode(request):
+        result, error = await call(request, make_image)
+        return error or web.Response(body=result, content_type="image/png", headers={"Cache-Control": "no-store"})
+
+    return True
 
 
 register_model_folder()

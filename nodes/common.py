@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ..vae_core.conditions import Cond, repeat_condition
+from ..vae_core.conditions import CONTROL_WIDTH, Cond, repeat_condition
 from ..vae_core.limits import widget
 from ..vae_core.schedule import EASINGS
 from ..vae_core.walk import decode_chunks
@@ -81,16 +81,20 @@ def model_cond(model, cond: Cond | None, batch: int, what: str = "cond") -> Cond
     """A condition for `batch` rows on the model's device; None is the unconditional (null) label."""
     if cond is None:
         return model.condition(None, batch)
-    if set(cond) != set(model.vocab):
+    controls = model.controls
+    if set(cond) - set(controls) != set(model.vocab):
         raise ValueError(
-            f"{what} has factors {sorted(cond)} but the model has {sorted(model.vocab)}; "
-            "make the condition from this model"
+            f"{what} has factors {sorted(cond)} but the model has {sorted(model.vocab)}"
+            + (f" and controls {sorted(controls)}" if controls else "") + "; make the condition from this model"
         )
     for factor, labels in model.vocab.items():
         if cond[factor].shape[-1] != len(labels) + 1:
             raise ValueError(f"{what}: factor {factor!r} has other labels than the model's ({', '.join(labels)})")
+    for name in set(cond) & set(controls):
+        if cond[name].shape[-1] != CONTROL_WIDTH:
+            raise ValueError(f"{what}: {name!r} is not a control condition; make it from this model")
     try:
-        return repeat_condition({k: v.to(model.device) for k, v in cond.items()}, batch)
+        return repeat_condition(model.with_controls({k: v.to(model.device) for k, v in cond.items()}), batch)
     except ValueError as err:
         raise ValueError(f"{what}: {err}; use one condition or one per item") from None
 

@@ -1,10 +1,11 @@
-"""Condition nodes: a label, a weighted blend of labels, a blend of two conditions."""
+"""Condition nodes: a label, a weighted blend of labels, a blend of two conditions, a control."""
 from __future__ import annotations
 
 import torch
 
 from ..vae_core.conditions import ConditionError, blend_conditions, common_rows
-from .common import COND_TYPE, cond_input, model_input
+from ..vae_core.limits import widget
+from .common import COND_TYPE, cond_input, cond_rows, model_cond, model_input
 
 LABEL_TOOLTIP = "A label of the factor (see the model's info output), or 'null' for no condition."
 
@@ -140,15 +141,47 @@ class CVAEConditionBatch:
         return ({k: torch.cat([c[k].to(cond_a[k].device) for c in parts.values()]) for k in cond_a},)
 
 
+class CVAEControl:
+    DESCRIPTION = (
+        "Sets a continuous control (a numeric column the model was trained with, e.g. brightness) on a "
+        "condition. amount 0 is the lowest value seen in training and 1 the highest; beyond that the model "
+        "extrapolates. Two of these into Condition Mix or Condition Batch sweep the control in a walk."
+    )
+    CATEGORY = "CVAE/condition"
+    RETURN_TYPES = (COND_TYPE, "FLOAT")
+    RETURN_NAMES = ("cond", "value")
+    OUTPUT_TOOLTIPS = ("The condition with the control set (every row).", "The control's value in its own units.")
+    FUNCTION = "make"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": model_input("The model whose control this sets (see its info output)."),
+                "control": ("STRING", {"default": "", "tooltip": "Control name; empty means the model's only control."}),
+                "amount": ("FLOAT", {"default": 0.5, **widget("control_amount"), "step": 0.01, "display": "slider",
+                                     "tooltip": "0 = the lowest value in training, 1 = the highest."}),
+            },
+            "optional": {"cond": cond_input("A condition to set the control on (e.g. a style); none: null labels.")},
+        }
+
+    def make(self, model, control, amount, cond=None):
+        cond = model_cond(model, cond, cond_rows(cond)) if cond is not None else None
+        out, value = model.set_control(cond or {}, control, amount)
+        return (out, value)
+
+
 NODE_CLASS_MAPPINGS = {
     "CVAECondition": CVAECondition,
     "CVAEConditionBlendLabels": CVAEConditionBlendLabels,
     "CVAEConditionMix": CVAEConditionMix,
     "CVAEConditionBatch": CVAEConditionBatch,
+    "CVAEControl": CVAEControl,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "CVAECondition": "CVAE Condition",
     "CVAEConditionBlendLabels": "CVAE Condition Blend Labels",
     "CVAEConditionMix": "CVAE Condition Mix",
     "CVAEConditionBatch": "CVAE Condition Batch",
+    "CVAEControl": "CVAE Control",
 }

@@ -13,7 +13,6 @@ import torch
 from ..vae_core._cv2 import ERRORS as CV2_ERRORS
 from ..vae_core.augment import augment
 from ..vae_core.checkpoint import weights_digest
-from ..vae_core.conditions import describe_condition
 from ..vae_core.images import ImageReadError, list_images, load_image, save_png
 from ..vae_core.limits import widget
 from ..vae_core.prior import TRANSPORT_CHOICES
@@ -239,7 +238,7 @@ class CVAEAugmentFolder:
 
     def augment(self, model, target_folder, per_label, seed, temperature, refine, cond=None):
         dst = _target_folder(target_folder)
-        conds = None if cond is None else [describe_condition(model.vocab, single_cond(model, cond))]
+        conds = None if cond is None else [model.describe(single_cond(model, cond))]
         with comfy.Progress(1, "augment") as bar:
             res = augment(model, dst, per_label, weights_digest(model), seed=seed, temperature=temperature,
                           conds=conds, refine=refine, callback=bar.callback)

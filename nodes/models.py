@@ -23,6 +23,7 @@ def describe_model(model) -> str:
     """One line per fact an artist needs to wire conditions: factors and their labels."""
     lines = [f"{model.resolution} px, latent {model.config.latent_dim} dims, step {getattr(model, 'step', 0)}"]
     lines += [f"{factor}: {', '.join(labels)}" for factor, labels in model.vocab.items()] or ["unconditional"]
+    lines += [f"{name}: control, trained on {lo:g} to {hi:g}" for name, (lo, hi) in model.controls.items()]
     return "\n".join(lines)
 
 
@@ -149,6 +150,7 @@ class CVAETrainModel:
                 "images": ("IMAGE", {"tooltip": "Train on these images instead of a folder."}),
                 "labels": ("STRING", {"default": "", "multiline": True, "tooltip": "With 'images': one label per image (comma or newline separated), or one label for all. Empty: unconditional."}),
                 **SETTING_WIDGETS[1],  # added later: optional, so workflows saved before still validate
+                "controls": ("STRING", {"default": "", "tooltip": "Numeric metadata.csv columns to train as continuous controls (e.g. brightness), comma separated; set them with CVAE Control."}),
             },
         }
 
@@ -158,7 +160,7 @@ class CVAETrainModel:
             return ""
         return folder_state(folder)
 
-    def train(self, folder, factor, seed, run_name, images=None, labels="", **widgets):
+    def train(self, folder, factor, seed, run_name, images=None, labels="", controls="", **widgets):
         values = values_from_widgets(widgets)
         res, steps = values["model.resolution"], values["steps"]
         factor = factor.strip()
@@ -168,6 +170,9 @@ class CVAETrainModel:
             data = None
             data_path = str(comfy.resolve_folder(folder, "folder"))
         else:
+            if controls.strip():
+                raise ValueError("controls need a folder with a metadata.csv (their numbers are its columns); "
+                                 "disconnect 'images' or clear 'controls'")
             data_path = ""
             x = fit(to_bchw(images, "images"), res)
             if labels.strip() and not factor:
@@ -178,6 +183,7 @@ class CVAETrainModel:
             {**values, "seed": seed % 2**31}, data=data_path, out=str(run_dir), conditions=[factor] if factor else [],
             log_every=max(1, min(50, steps // 20)), sample_every=max(steps, 1), checkpoint_every=max(500, steps // 10),
             workers=loader_workers(data_path), device=str(comfy.torch_device()),
+            controls=[c.strip() for c in controls.split(",") if c.strip()],
         )
         history: list[dict] = []
         bar = comfy.Progress(steps, "train")

@@ -59,8 +59,9 @@ def write_shapes_folder(root: Path, per_style: int = 24, size: int = 32, seed: i
 
 
 def tiny_config(data: Path, out: Path, steps: int = 40, **loss) -> TrainConfig:
+    # fp32: what a test sees must not depend on whether this CPU computes bf16 natively (amp "auto")
     return TrainConfig(
-        data=str(data), out=str(out), steps=steps, batch_size=16, lr=2e-3, workers=0,
+        data=str(data), out=str(out), steps=steps, batch_size=16, lr=2e-3, workers=0, amp="fp32",
         checkpoint_every=1000, sample_every=1000, log_every=10, val_fraction=0.1, seed=0,
         model=ModelConfig(resolution=32, latent_dim=16, base_channels=16, max_channels=64),
         loss=LossConfig(kl_warmup_steps=10, **loss),
@@ -135,7 +136,7 @@ def styled_model(tmp_path_factory):
     root = write_styled_folder(tmp_path_factory.mktemp("styled"))
     cfg = TrainConfig(
         data=str(root), out=str(tmp_path_factory.mktemp("styled_run")), conditions=["style"], steps=20, batch_size=8,
-        lr=2e-3, workers=0, checkpoint_every=10, sample_every=1000, log_every=5, val_fraction=0.3, seed=0,
+        lr=2e-3, workers=0, amp="fp32", checkpoint_every=10, sample_every=1000, log_every=5, val_fraction=0.3, seed=0,
         model=ModelConfig(resolution=32, latent_dim=8, base_channels=8, max_channels=32),
         loss=LossConfig(kl_warmup_steps=5),
     )

@@ -118,8 +118,33 @@ def test_generator_loss_uses_the_adaptive_weight_at_the_decoders_last_layer():
     assert logs["adv_w"] == pytest.approx(0.5 * float(gn.norm() / (gg.norm() + 1e-4)), rel=1e-4)
     assert logs["loss"] == pytest.approx(float(total.detach()))
     # The generator step must not train the discriminator.
+    model.zero_grad()
     total.backward()
     assert all(p.grad is None for p in loss.disc.parameters())
+    # Its one pass through the PatchGAN gives the gradients of nll + KL + w * g_loss backpropagated
+    # through it the plain way.
+    got = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    loss.disc.requires_grad_(False)
+    logits, mu, logvar = model(x, None, eps)
+    nll = reconstruction_nll("mse", logits, x, model.log_sigma).mean()
+    reference = nll + kl_weight(loss.cfg, 0) * kl_term(mu, logvar, 0.0) - logs["adv_w"] * loss.disc(torch.sigmoid(logits)).mean()
+    reference.backward()
+    loss.disc.requires_grad_(True)
+    assert got.keys() == {n for n, p in model.named_parameters() if p.grad is not None}
+    for n, p in model.named_parameters():
+        if p.grad is not None:
+            assert torch.allclose(got[n], p.grad, rtol=1e-4, atol=1e-6), n
+    # The discriminator trains on the same fake logits: hinge(D(x), D(x_hat)), with its gradients.
+    d_loss, _ = loss.discriminator(x)
+    d_loss.backward()
+    got = {n: p.grad.clone() for n, p in loss.disc.named_parameters()}
+    loss.disc.zero_grad()
+    hinge_d_loss(loss.disc(x), loss.disc(torch.sigmoid(logits).detach())).backward()
+    for n, p in loss.disc.named_parameters():
+        assert torch.allclose(got[n], p.grad, rtol=1e-4, atol=1e-6), n
+    with pytest.raises(AssertionError, match="generator pass comes first"):
+        loss.discriminator(x)  # each generator pass's fake logits serve one discriminator step
 
 
 def test_hinge_discriminator_loss():

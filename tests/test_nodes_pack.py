@@ -15,9 +15,9 @@ EXPECTED_IDS = {
     "CVAEEncode", "CVAEDecode", "CVAESample",
     "CVAELatentAdd", "CVAELatentSubtract", "CVAELatentScale", "CVAELatentAnalogy", "CVAEAttributeVector",
     "CVAEInterpolate", "CVAELatentBatch", "CVAELatentFromBatch",
-    "CVAECondition", "CVAEConditionBlendLabels", "CVAEConditionMix", "CVAEConditionBatch",
+    "CVAECondition", "CVAEConditionBlendLabels", "CVAEConditionMix", "CVAEConditionBatch", "CVAEControl",
     "CVAERenderWalk", "CVAELoadImageFolder", "CVAERestyleFolder", "CVAESaveImages", "CVAEAnomalyScore",
-    "CVAEImageGrid", "CVAEAugmentFolder", "CVAEAttributeSlider",
+    "CVAEImageGrid", "CVAEAugmentFolder", "CVAEAttributeSlider", "CVAELatentExplorer",
 }
 
 

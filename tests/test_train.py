@@ -3,6 +3,7 @@ discriminator on), a cancel or Ctrl-C saves a state that resumes exactly, and th
 with the last good checkpoint intact."""
 from __future__ import annotations
 
+import json
 import signal
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +16,8 @@ from cvae_art.vae_core.checkpoint import load_model, load_state
 from cvae_art.vae_core.data import image_set_from_arrays, load_image_set
 from cvae_art.vae_core.images import to_tensor
 from cvae_art.vae_core.model import CVAE
-from cvae_art.vae_core.train import STATE_FILE, Trainer, TrainingDiverged, train
+from cvae_art.vae_core.device import cpu_flags, native_bf16, resolve_amp
+from cvae_art.vae_core.train import STATE_FILE, TrainConfig, Trainer, TrainingDiverged, train
 
 from conftest import tiny_config, write_shapes_folder
 
@@ -31,8 +33,8 @@ def config(data: Path, out: Path, steps: int, adversarial: bool | str = False):
     loss = {}
     if adversarial:
         loss = dict(adv_weight=0.5, adv_start=3, disc_channels=8)
-    if adversarial == "latent":  # the latent critic and the style classifier: their state resumes too
-        loss.update(latent_adv_weight=50.0, style_cls_weight=20.0)
+    if adversarial == "latent":  # the latent critic, the style classifier and the cycle term: their state resumes too
+        loss.update(latent_adv_weight=50.0, style_cls_weight=20.0, cycle_weight=1.0)
     return replace(tiny_config(data, out, steps, **loss), batch_size=8, log_every=5, checkpoint_every=5, keep_checkpoints=2)
 
 
@@ -120,7 +122,7 @@ def test_resume_equals_an_uninterrupted_run(full_runs, shapes_folder, shapes_set
     if adversarial:
         assert "d_loss" in resumed.history[-1] and "adv_w" in resumed.history[-1]
     if adversarial == "latent":
-        assert {"z_critic", "z_confusion", "real_cls", "swap_cls"} <= set(resumed.history[-1])
+        assert {"z_critic", "z_confusion", "real_cls", "swap_cls", "cycle"} <= set(resumed.history[-1])
     assert_same_run(resumed, full_runs[adversarial])
 
 
@@ -267,3 +269,29 @@ def test_resume_with_a_truncated_config_names_the_file(shapes_folder, shapes_set
     (tmp_path / "config.json").write_text('{"train": {')
     with pytest.raises(ValueError, match=r"--resume: .*config\.json is missing, truncated"):
         train(config(shapes_folder, tmp_path, 8), data=shapes_set, resume=True, progress=False)
+
+
+# -- precision -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("cpuinfo, native", [
+    ("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n", True),  # AMD EPYC (Zen 4)
+    ("flags\t\t: fpu avx2 avx512f amx_tile amx_bf16\n", True),  # Intel Sapphire Rapids
+    ("flags\t\t: fpu sse2 avx2 avx512f avx512bw\n", False),  # AVX-512 without BF16: emulated, slower
+    ("Features\t: fp asimd bf16 i8mm\n", True),  # Arm with the BF16 extension
+    ("", False),  # nothing said: not assumed
+])
+def test_amp_auto_takes_bf16_only_where_the_cpu_computes_it(cpuinfo, native):
+    flags = cpu_flags(cpuinfo)
+    assert native_bf16(torch.device("cpu"), flags) is native
+    assert resolve_amp("fp32", torch.device("cpu")) is False and resolve_amp("bf16", torch.device("cpu")) is True
+    with pytest.raises(ValueError, match="amp must be one of auto, bf16, fp32"):
+        resolve_amp("fp16", torch.device("cpu"))
+
+
+def test_a_bf16_run_trains_records_its_precision_and_reads_old_configs(shapes_folder, shapes_set, tmp_path):
+    result = train(replace(config(shapes_folder, tmp_path, STEPS), amp="bf16"), data=shapes_set, progress=False)
+    assert result.history[-1]["recon"] < result.history[0]["recon"]
+    model = load_model(tmp_path / "model.safetensors")
+    assert getattr(model, "train_config")["amp"] == "bf16"
+    assert json.loads((tmp_path / "model.json").read_text())["precision"] == "bf16"
+    # Runs written before "auto" said amp: true / false.
+    assert TrainConfig.from_dict({"amp": True}).amp == "bf16" and TrainConfig.from_dict({"amp": False}).amp == "fp32"

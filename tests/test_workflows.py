@@ -31,7 +31,7 @@ WORKFLOWS = REPO / "workflows"
 SAMPLES = REPO / "assets" / "samples"
 ANOMALY_DEMO = REPO / "assets" / "anomaly_demo"
 SHIPPED = {"latent_walk", "style_morph", "folder_style_blend", "latent_arithmetic", "sample_grid_per_style",
-           "train_small_model", "anomaly_scan"}
+           "train_small_model", "anomaly_scan", "latent_explorer"}
 NODE_KEYS = {"id", "type", "pos", "size", "flags", "order", "mode", "inputs", "outputs", "properties", "widgets_values"}
 TITLE_H = 30  # LiteGraph draws the title bar above a node's pos
 

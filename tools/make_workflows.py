@@ -34,6 +34,8 @@ GROUP_PAD, GROUP_TITLE_H = 12, 40
 SEED_CONTROL = "fixed"  # shipped workflows give the same files on every run
 OPTIONAL_SHAPE = 7  # how the frontend draws an optional socket (hollow dot)
 COLORS = {"model": "#3f789e", "work": "#88a", "output": "#3f8a5a", "train": "#a1309b"}
+# Nodes whose page code draws more than their widgets (width, extra height): web/cvae_explorer.js.
+PAGE_DRAWN = {"CVAELatentExplorer": (400, 470)}
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,8 @@ class Graph:
         height = rows * SLOT_H + 14
         for s in widgets:
             height += (MULTILINE_H if s.options.get("multiline") else WIDGET_H) * (1 + min(s.extra_widget_values, 1))
-        node.size = (NODE_W, height)
+        width, extra = PAGE_DRAWN.get(node.type, (NODE_W, 0))
+        node.size = (width, height + extra)
 
     def _layout(self) -> None:
         """Blocks (a group, or a node in no group) in the order of their first node; a block starts
@@ -461,8 +464,54 @@ numbers go on across runs, as with Save Image).""")
     return g
 
 
+def latent_explorer() -> Graph:
+    g = Graph("latent_explorer")
+    g.note(0, """
+Move through the latent space by hand. CVAE Latent Explorer lays 12 prior samples (three per style)
+out on a map: hover to see the drawing at any point, set the style sliders, click to pin a
+keyframe, shift-click a pin to remove it. Four pins ship with it, one emoji per style, each pinned
+with its own style; CVAE Render Walk glides through them in order and back (a looping MP4), the
+style morphing from pin to pin. The pins are saved with the workflow, so `cvae run` renders the
+same video without a browser.""")
+    model = load_model(g)
+    explorer = g.add("CVAELatentExplorer", "Latent explorer", 1, model=model["model"], count=EXPLORER_COUNT,
+                     seed=EXPLORER_SEED, temperature=0.85, pins=shipped_pins())
+    stills = g.add("CVAESaveImages", "Save the pinned keyframes", 2, images=explorer["image"],
+                   filename_prefix="cvae/latent_explorer_keys")
+    render = g.add("CVAERenderWalk", "Render walk through the pins", 2, gap=20, model=model["model"],
+                   latents=explorer["keyframes"], frames=144, method="slerp", easing="ease-in-out", hold=6, loop=True,
+                   pingpong=False, format="mp4", fps=24.0, quality=80, loop_count=0, size=256,
+                   filename_prefix="cvae/latent_explorer", cond=explorer["cond"])
+    g.group("1. Model", model, color="model")
+    g.group("2. Explore and pin", explorer)
+    g.group("3. Video", stills, render, color="output")
+    return g
+
+
+EXPLORER_COUNT, EXPLORER_SEED = 12, 2
+
+
+def shipped_pins() -> str:
+    """One pin per style, on the first prior sample of that style on the explorer's map of the
+    bundled model (so they move with the model when it is retrained)."""
+    import torch
+
+    from cvae_art.nodes.comfy import BUNDLED_MODEL_FILE
+    from cvae_art.vae_core.checkpoint import load_model as load
+    from cvae_art.vae_core.explore import LatentMap, Pin, pins_json, prior_anchors
+
+    model = load(BUNDLED_MODEL_FILE, "cpu")
+    with torch.inference_mode():
+        z, cond = prior_anchors(model, EXPLORER_COUNT, EXPLORER_SEED, 0.85)
+    coords = LatentMap.fit(z).coords
+    labels = model.vocab["style"]
+    first = [int(cond["style"][:, i].argmax()) for i in range(len(labels))]  # anchors come grouped by style
+    return pins_json([Pin(round(float(coords[i, 0]), 4), round(float(coords[i, 1]), 4), {"style": {label: 1.0}})
+                      for i, label in zip(first, labels)])
+
+
 GRAPHS = (latent_walk, style_morph, folder_style_blend, latent_arithmetic, sample_grid_per_style, train_small_model,
-          anomaly_scan)
+          anomaly_scan, latent_explorer)
 
 
 def render(graph: Graph) -> str:

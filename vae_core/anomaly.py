@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ._cv2 import ERRORS as CV2_ERRORS, require_cv2
+from . import distributed
 from .conditions import Cond, CondSpec, subfolder_condition
 from .images import ImageReadError, extensionless_files, fit, list_images, load_image, to_tensor, to_uint8
 from .losses import kl_divergence, reconstruction_nll
@@ -191,7 +192,9 @@ def score_folder(
 
     cond=None: each image's first sub-folder name when it is a label of the model's first
     factor, else the null condition (as in restyle). Unreadable files are skipped and listed in
-    the result's `.skipped`. Streams in batches.
+    the result's `.skipped`. Streams in batches. Under torchrun each process scores every
+    size-th batch, with the noise of its place in the whole list, and every process returns the
+    whole ranking: the same as one process gives.
     """
 
     if by not in ("neg_elbo", "recon_error"):
@@ -202,9 +205,11 @@ def score_folder(
     files = list_images(folder)
     fixed = None if cond is None else model.condition(cond, 1)
     rows: list[tuple[str, float, float]] = []
-    skipped: list[tuple[str, str]] = extensionless_files(folder)
+    w, owned = distributed.init(model.device)
+    skipped: list[tuple[str, str]] = extensionless_files(folder) if w.main else []
     r = model.resolution
-    for start in tqdm(range(0, len(files), batch_size), disable=not progress, desc=f"scoring {folder.name}", unit="batch"):
+    starts = distributed.shard(range(0, len(files), batch_size), w)
+    for start in tqdm(starts, disable=not progress, desc=f"scoring {folder.name}", unit="batch"):
         arrays, keep = [], []
         for p in files[start:start + batch_size]:
             try:
@@ -218,7 +223,9 @@ def score_folder(
             rows += [(str(p), float(e), float(n)) for p, e, n in zip(keep, res.recon_error, res.neg_elbo)]
         if callback is not None:
             callback(min(start + batch_size, len(files)), len(files))
+    parts = distributed.gather((rows, skipped))
+    distributed.finish(owned)
     key = 2 if by == "neg_elbo" else 1
-    out = ScoreList(sorted(rows, key=lambda row: row[key], reverse=True))
-    out.skipped = skipped
+    out = ScoreList(sorted((row for part, _ in parts for row in part), key=lambda row: row[key], reverse=True))
+    out.skipped = [x for _, part in parts for x in part]
     return out

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .conditions import describe_condition
 from .files import write_text
 from .images import save_png
 from .limits import check
@@ -46,7 +45,7 @@ class AugmentError(ValueError):
 @dataclass
 class Target:
     folder: str  # sub-folder of the output, a label's name made safe for a path
-    condition: str  # canonical spec, as describe_condition writes it
+    condition: str  # canonical spec, as model.describe writes it
 
 
 @dataclass
@@ -80,13 +79,15 @@ def targets(model: CVAE, conds: Sequence[str] | None = None, factor: str | None 
 
 
 def _target(model: CVAE, cond: dict) -> Target:
-    text = describe_condition(model.vocab, cond)
+    text = model.describe(cond)
     chosen = []
     for factor, labels in model.vocab.items():
         used = [j for j, w in enumerate(cond[factor][0].tolist()) if abs(w) > 1e-6]
         if used != [len(labels)]:  # not the null label alone
             chosen.append([labels[j] if j < len(labels) else "null" for j in used])
-    folder = chosen[0][0] if len(chosen) == 1 and len(chosen[0]) == 1 else (text or "unconditional")
+    chosen += [[c] for c in model.controls if float(cond[c][0, -1]) < 1 - 1e-6]  # a control set: its value names the folder
+    folder = chosen[0][0] if len(chosen) == 1 and len(chosen[0]) == 1 and chosen[0][0] not in model.controls \
+        else (text or "unconditional")
     return Target(safe_name(folder), text)
 
 

@@ -7,8 +7,10 @@ validation split is a hash of each file's relative path, so it is stable when fi
 from __future__ import annotations
 
 import csv
+import math
 import os
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ._cv2 import ERRORS as CV2_ERRORS
+from .conditions import Cond, labels_to_condition
 from .images import IMAGE_EXTENSIONS, ImageReadError, extensionless_files, list_images, load_image, parse_color
 
 # Above this many bytes the decoded cache lives in a memory-mapped file in the run folder.
@@ -30,16 +33,33 @@ class DataError(ValueError):
 
 @dataclass
 class ImageSet:
-    """Decoded images (uint8 [N, R, R, 3]), integer labels per factor (-1 = none) and names."""
+    """Decoded images (uint8 [N, R, R, 3]), integer labels per factor (-1 = none), names, and the
+    values of continuous controls (float [N], NaN = none) with their ranges."""
 
     images: np.ndarray
     labels: dict[str, np.ndarray]
     vocab: dict[str, list[str]]
     names: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    controls: dict[str, np.ndarray] = field(default_factory=dict)
+    control_ranges: dict[str, list[float]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def condition(self, idx: np.ndarray, drop: Callable[[int], torch.Tensor] | None = None) -> Cond:
+        """The condition of images `idx`: labels and control values. `drop(n)`, a [n] bool mask
+        per factor and control, sets those entries to null (label dropout in training)."""
+        labels, values = {}, {}
+        for f, v in self.labels.items():
+            labels[f] = torch.from_numpy(v[idx]).clone()
+            if drop is not None:
+                labels[f][drop(len(idx))] = -1
+        for c, v in self.controls.items():
+            values[c] = torch.from_numpy(v[idx]).clone()
+            if drop is not None:
+                values[c][drop(len(idx))] = float("nan")
+        return labels_to_condition(self.vocab, labels, self.control_ranges, values)
 
     def split(self, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
         """(train indices, validation indices), by a hash of each name."""
@@ -59,12 +79,19 @@ def data_root(root: str | Path) -> Path:
     return root.parent if root.is_file() and root.name == "metadata.csv" else root
 
 
-def scan_folder(root: str | Path, conditions: list[str] | None) -> tuple[list[Path], dict[str, list[str | None]]]:
-    """Files and their raw labels. A metadata.csv wins over sub-folder names."""
+def scan_folder(root: str | Path, conditions: list[str] | None, controls: Sequence[str] = ()
+                ) -> tuple[list[Path], dict[str, list[str | None]], dict[str, np.ndarray]]:
+    """Files, their raw labels and their control values (NaN where the cell is empty). A
+    metadata.csv wins over sub-folder names; controls need one."""
     root = data_root(root)
     if not root.is_dir():
         raise DataError(f"{root}: no such folder")
     meta = root / "metadata.csv"
+    if controls and not meta.is_file():
+        raise DataError(f"{root}: --control {controls[0]} needs a metadata.csv with a numeric column {controls[0]!r}")
+    clash = set(controls) & set(conditions or [])
+    if clash:
+        raise DataError(f"{sorted(clash)[0]!r} is given as both a --condition and a --control")
     if meta.is_file():
         try:
             with open(meta, newline="", encoding="utf-8-sig") as f:
@@ -79,9 +106,13 @@ def scan_folder(root: str | Path, conditions: list[str] | None) -> tuple[list[Pa
         missing = [c for c in factors if c not in rows[0]]
         if missing:
             raise DataError(f"{meta}: no column {missing[0]!r} for --condition; columns: {', '.join(rows[0])}")
-        files = [root / r["path"] for r in rows if Path(r["path"]).suffix.lower() in IMAGE_EXTENSIONS]
-        labels = {c: [r[c] or None for r in rows if Path(r["path"]).suffix.lower() in IMAGE_EXTENSIONS] for c in factors}
-        return files, labels
+        missing = [c for c in controls if c not in rows[0]]
+        if missing:
+            raise DataError(f"{meta}: no column {missing[0]!r} for --control; columns: {', '.join(rows[0])}")
+        images = [(line, r) for line, r in enumerate(rows, 2) if Path(r["path"]).suffix.lower() in IMAGE_EXTENSIONS]
+        files = [root / r["path"] for _, r in images]
+        labels = {c: [r[c] or None for _, r in images] for c in factors}
+        return files, labels, {c: _control_column(meta, c, images) for c in controls}
     files = list_images(root)
     if conditions is None:
         has_subfolders = any(len(p.relative_to(root).parts) > 1 for p in files)
@@ -92,7 +123,24 @@ def scan_folder(root: str | Path, conditions: list[str] | None) -> tuple[list[Pa
         c: [p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else None for p in files]
         for c in conditions
     }
-    return files, labels
+    return files, labels, {}
+
+
+def _control_column(meta: Path, name: str, rows: list[tuple[int, dict[str, str]]]) -> np.ndarray:
+    """A numeric column as floats (an empty cell: NaN, unknown); anything else is refused by line."""
+    out = np.full(len(rows), np.nan)
+    for i, (line, row) in enumerate(rows):
+        cell = (row[name] or "").strip()
+        if not cell:
+            continue
+        try:
+            out[i] = float(cell)
+        except ValueError:
+            raise DataError(f"{meta}, line {line}: {name} = {cell!r} is not a number (--control {name} "
+                            "needs numbers; leave the cell empty where it is unknown)") from None
+        if not math.isfinite(out[i]):
+            raise DataError(f"{meta}, line {line}: {name} = {cell!r} is not a finite number")
+    return out
 
 
 class _DecodeDataset(Dataset):
@@ -118,11 +166,14 @@ def load_image_set(
     cache_dir: str | Path | None = None,
     vocab: dict[str, list[str]] | None = None,
     progress: bool = True,
+    controls: Sequence[str] = (),
+    control_ranges: dict[str, list[float]] | None = None,
 ) -> ImageSet:
-    """Decode a folder into an ImageSet. `vocab` fixes the label order (when resuming)."""
+    """Decode a folder into an ImageSet. `vocab` and `control_ranges` fix the label order and the
+    controls' ranges (when resuming); otherwise each control's range is its column's min and max."""
     parse_color(background)  # a bad colour is the user's one mistake, not one per image in a worker
     root = data_root(root)
-    files, raw = scan_folder(root, conditions)
+    files, raw, values = scan_folder(root, conditions, controls)
     if not files:
         raise DataError(f"{root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)}, recursively)")
     if vocab is None:
@@ -156,6 +207,15 @@ def load_image_set(
         labels[f] = idx[keep]
     if not len(keep):
         raise DataError(f"{root}: none of the {n} images could be read; first error: {skipped[0][1]}")
+    values = {c: v[keep] for c, v in values.items()}
+    if control_ranges is None:
+        control_ranges = {}
+        for c, v in values.items():
+            known = v[~np.isnan(v)]
+            if len(known) < 2 or known.min() == known.max():
+                raise DataError(f"{root / 'metadata.csv'}: control {c!r} needs at least two different numbers "
+                                f"(found {', '.join(sorted({f'{x:g}' for x in known})) or 'none'})")
+            control_ranges[c] = [float(known.min()), float(known.max())]
     if not (root / "metadata.csv").is_file():  # the folder is the list: its extension-less files are named too
         skipped += extensionless_files(root)
     if len(keep) < n:
@@ -165,7 +225,8 @@ def load_image_set(
             if j != i:
                 images[j] = images[i]
         images = images[: len(keep)]
-    return ImageSet(images, labels, vocab, [names[i] for i in keep], skipped)
+    return ImageSet(images, labels, vocab, [names[i] for i in keep], skipped, values,
+                    {c: list(control_ranges[c]) for c in values})
 
 
 def image_set_from_arrays(images: np.ndarray, labels: dict[str, list[str]] | None = None) -> ImageSet:

@@ -59,6 +59,11 @@ RANGES: dict[str, Range] = {
     "seed": Range(-(2**63), 2**63 - 1),
     "refine": Range(0, 8, what="each pass is one more encode and decode"),
     "cond_weight": Range(-100.0, 100.0, integer=False, what="extrapolating further decodes to noise"),
+    # A control's amount: 0 = the lowest value in training, 1 = the highest; beyond extrapolates.
+    "control_amount": Range(-1.0, 2.0, integer=False, what="further from the trained range decodes to noise"),
+    "anchors": Range(2, 64, what="latents on one explorer map"),
+    "map_coordinate": Range(-3.0, 3.0, integer=False, what="the explorer's anchors span -1 to 1"),
+    "pins": Range(1, 256, what="pinned keyframes"),
     "lr": Range(1e-9, 1.0, integer=False),
     "loss_weight": Range(0.0, 1e7, integer=False),
     "fraction": Range(0.0, 0.9, integer=False),

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import distributed
+
 LPIPS_BACKBONES = {
     "alex": "alexnet-owt-7be5be79.pth",
     "vgg": "vgg16-397923af.pth",
@@ -48,6 +50,11 @@ class LossConfig:
     # classifier learns each label from real images, and the decoder, given z and another label,
     # must draw something the classifier reads as that label. Unpaired. Nats per image.
     style_cls_weight: float = 0.0
+    # Cycle consistency of swapped decodes (StarGAN's reconstruction loss): the drawing made under
+    # another label, encoded under that label and decoded under the source label again, must give
+    # the source image back (L1, per-image sum). It keeps the content through a restyle, so the
+    # classifier term cannot swap the emoji for a typical drawing of the target style. Unpaired.
+    cycle_weight: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -282,6 +289,15 @@ def adaptive_weight(nll: torch.Tensor, g_loss: torch.Tensor, last_layer: torch.T
     return (nll_grad.norm() / (g_grad.norm() + 1e-4)).clamp(0.0, max_weight).detach()
 
 
+@dataclass
+class Swapped:
+    """The first latents of a batch decoded under other labels (`logits`, `labels`) and, for the
+    cycle term, that drawing encoded under those labels and decoded under its own again."""
+    logits: torch.Tensor
+    labels: dict[str, torch.Tensor]
+    back_logits: torch.Tensor | None = None
+
+
 class VAELoss(nn.Module):
     """The whole objective: generator side and discriminator side, each term logged on its own."""
 
@@ -289,6 +305,7 @@ class VAELoss(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.recon = recon
+        self.conditions = {f: labels for f, labels in (conditions or {}).items() if len(labels) > 1}
         self.critic = (
             LatentCritic(latent_dim, conditions) if cfg.latent_adv_weight > 0 and conditions and latent_dim else None
         )
@@ -302,6 +319,12 @@ class VAELoss(nn.Module):
         self.lpips = build_lpips(cfg.lpips_net, cfg.lpips_weights, cfg.lpips_random_backbone) if cfg.lpips_weight > 0 else None
         self.ms_ssim = MSSSIMLoss() if cfg.ms_ssim_weight > 0 else None
         self.disc = PatchDiscriminator(cfg.disc_channels, cfg.disc_layers) if cfg.adv_weight > 0 else None
+        self.fake_logits: torch.Tensor | None = None  # the generator's PatchGAN pass, for the discriminator's step
+
+    @property
+    def swaps(self) -> bool:
+        """Whether a step decodes latents under other labels (for the classifier or the cycle)."""
+        return self.style_cls is not None or (self.cfg.cycle_weight > 0 and bool(self.conditions))
 
     def adversarial_active(self, step: int) -> bool:
         return self.disc is not None and step >= self.cfg.adv_start
@@ -309,10 +332,10 @@ class VAELoss(nn.Module):
     def generator(
         self, x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
         log_sigma: torch.Tensor, last_layer: torch.Tensor, step: int, cond: dict[str, torch.Tensor] | None = None,
-        swapped: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None,
+        swapped: Swapped | None = None, disc: nn.Module | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """`swapped`: (logits of latents decoded under other labels, those labels), for the style
-        classification term."""
+        """`swapped`: the first latents of the batch decoded under other labels, for the style
+        classification and cycle terms. `disc`: the PatchGAN as wrapped for several processes."""
         cfg = self.cfg
         d = x[0].numel()
         nll = reconstruction_nll(self.recon, logits, x, log_sigma).mean()
@@ -341,17 +364,33 @@ class VAELoss(nn.Module):
             logs["z_confusion"] = float(confusion.detach())
         if self.style_cls is not None and swapped is not None:
             self.style_cls.requires_grad_(False)
-            cls = self.style_cls.loss(torch.sigmoid(swapped[0]), swapped[1])
+            cls = self.style_cls.loss(torch.sigmoid(swapped.logits), swapped.labels)
             self.style_cls.requires_grad_(True)
             total = total + warmup(cfg, step) * cfg.style_cls_weight * cls
             logs["swap_cls"] = float(cls.detach())
+        if swapped is not None and swapped.back_logits is not None:
+            back = torch.sigmoid(swapped.back_logits)
+            cycle = (back - x[: len(back)]).abs().flatten(1).sum(1).mean()
+            total = total + warmup(cfg, step) * cfg.cycle_weight * cycle
+            logs["cycle"] = float(cycle.detach())
         if self.adversarial_active(step):
             assert self.disc is not None
-            self.disc.requires_grad_(False)
-            g_loss = -self.disc(x_hat).mean()
-            self.disc.requires_grad_(True)
-            w = adaptive_weight(nll, g_loss, last_layer) * cfg.adv_weight
-            total = total + w * g_loss
+            # One PatchGAN pass on the reconstructions serves both players: its gradient at the
+            # input, taken once, drives the generator (through a surrogate whose gradient at x_hat
+            # is exactly that) and the adaptive weight, and the same logits are the fake half of
+            # the discriminator's loss. Before, the generator's loss went back through the PatchGAN
+            # twice and the discriminator ran it on the same reconstructions again.
+            # A view of the detached leaf, not the leaf: autograd.grad cannot take a leaf when module
+            # backward hooks are on (the bench's FLOP counter).
+            fake_in = x_hat.detach().requires_grad_(True).view_as(x_hat)
+            fake = (disc or self.disc)(fake_in)
+            g_loss = -fake.mean()
+            (g_at_x,) = torch.autograd.grad(g_loss, fake_in, retain_graph=True)
+            g_surrogate = (x_hat * g_at_x).sum()
+            # Averaged over the processes, so each scales its share of the batch alike.
+            w = distributed.mean_tensor(adaptive_weight(nll, g_surrogate, last_layer)) * cfg.adv_weight
+            total = total + w * (g_surrogate - g_surrogate.detach() + g_loss.detach())
+            self.fake_logits = fake
             logs["g_adv"] = float(g_loss.detach())
             logs["adv_w"] = float(w)
         logs["loss"] = float(total.detach())
@@ -368,8 +407,11 @@ class VAELoss(nn.Module):
             loss, logs["real_cls"] = loss + c, float(c.detach())
         return loss, logs
 
-    def discriminator(self, x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        assert self.disc is not None
-        real, fake = self.disc(x), self.disc(x_hat.detach())
+    def discriminator(self, x: torch.Tensor, disc: nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """The PatchGAN's hinge loss on real images and on the fake logits of this step's
+        generator pass (which it has to follow); `disc`: as in generator."""
+        assert self.disc is not None and self.fake_logits is not None, "the generator pass comes first"
+        real, fake = (disc or self.disc)(x), self.fake_logits
+        self.fake_logits = None
         loss = hinge_d_loss(real, fake)
         return loss, {"d_loss": float(loss.detach()), "d_real": float(real.detach().mean()), "d_fake": float(fake.detach().mean())}

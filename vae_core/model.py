@@ -12,7 +12,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .conditions import Cond, CondSpec, ConditionError, is_cond, make_condition, repeat_condition
+from .conditions import (
+    CONTROL_WIDTH, Cond, CondSpec, ConditionError, control_weights, describe_condition, is_cond, make_condition,
+    repeat_condition,
+)
 from .limits import check
 from .prior import PRIOR_CHOICES
 
@@ -46,6 +49,8 @@ class ModelConfig:
     decoder_blocks: int = 1
     embed_dim: int = 32
     conditions: dict[str, list[str]] = field(default_factory=dict)
+    # Continuous controls: name -> [lo, hi], the range of the numeric column in training.
+    controls: dict[str, list[float]] = field(default_factory=dict)
     # The reconstruction likelihood is part of the model: "gaussian" learns its variance
     # (a sigma-VAE), which the ELBO and anomaly scores need.
     recon: str = "gaussian"
@@ -68,6 +73,16 @@ class ModelConfig:
                     or not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
                 raise ValueError(f"condition {factor!r}: labels must be a list of 1 to 100000 distinct names")
         self.conditions = {k: list(v) for k, v in self.conditions.items()}
+        if not isinstance(self.controls, dict):
+            raise ValueError(f"controls must map names to [lo, hi], got {type(self.controls).__name__}")
+        for name, span in self.controls.items():
+            ok = isinstance(span, (list, tuple)) and len(span) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in span)
+            if not isinstance(name, str) or not ok or not span[0] < span[1]:
+                raise ValueError(f"control {name!r}: its range must be two finite numbers lo < hi, got {span!r}")
+            if name in self.conditions:
+                raise ValueError(f"{name!r} is both a condition factor and a control")
+        self.controls = {k: [float(v[0]), float(v[1])] for k, v in self.controls.items()}
 
     @property
     def channels(self) -> list[int]:
@@ -107,12 +122,11 @@ class ResBlock(nn.Module):
 class ConditionEmbedding(nn.Module):
     """One embedding table per factor (last row: null); weights mix rows linearly."""
 
-    def __init__(self, conditions: dict[str, list[str]], dim: int):
+    def __init__(self, conditions: dict[str, list[str]], dim: int, controls: dict[str, list[float]] | None = None):
         super().__init__()
-        self.factors = list(conditions)
-        self.tables = nn.ParameterDict(
-            {f: nn.Parameter(torch.randn(len(labels) + 1, dim) * 0.5) for f, labels in conditions.items()}
-        )
+        rows = {f: len(labels) + 1 for f, labels in conditions.items()} | {c: CONTROL_WIDTH for c in controls or {}}
+        self.factors = list(rows)
+        self.tables = nn.ParameterDict({f: nn.Parameter(torch.randn(n, dim) * 0.5) for f, n in rows.items()})
         self.out_dim = dim * len(self.factors)
 
     def forward(self, cond: Cond) -> torch.Tensor:
@@ -171,7 +185,7 @@ class CVAE(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.embed = ConditionEmbedding(config.conditions, config.embed_dim)
+        self.embed = ConditionEmbedding(config.conditions, config.embed_dim, config.controls)
         self.encoder = Encoder(config, self.embed.out_dim)
         self.decoder = Decoder(config, self.embed.out_dim)
         # log sigma of the Gaussian likelihood; trained only when recon == "gaussian".
@@ -185,6 +199,30 @@ class CVAE(nn.Module):
         return self.config.conditions
 
     @property
+    def controls(self) -> dict[str, list[float]]:
+        """Continuous controls: name -> [lo, hi] seen in training."""
+        return self.config.controls
+
+    def set_control(self, cond: Cond, name: str, amount: float) -> tuple[Cond, float]:
+        """`cond` with control `name` (empty: the model's only control) at `amount` of its trained
+        range (0: the lowest value, 1: the highest), in every row; and that value in its units."""
+        if not self.controls:
+            raise ConditionError("this model has no controls; train it with --control NAME (a numeric metadata column)")
+        name = name.strip() or (next(iter(self.controls)) if len(self.controls) == 1 else "")
+        if name not in self.controls:
+            raise ConditionError(f"control {name!r}: this model's controls are {', '.join(self.controls)}")
+        lo, hi = self.controls[name]
+        value = lo + float(amount) * (hi - lo)
+        cond = self.condition(cond, 1) if not cond else self.with_controls(cond)
+        rows = max(w.shape[0] for w in cond.values())
+        w = control_weights(torch.full((rows,), value), lo, hi).to(self.device)
+        return {**cond, name: w}, value
+
+    def describe(self, cond: Cond, row: int = 0) -> str:
+        """A spec of one condition row ('style=noto;brightness=0.9') that condition() reads back."""
+        return describe_condition(self.vocab, cond, row, self.controls)
+
+    @property
     def device(self) -> torch.device:
         return self.log_sigma.device
 
@@ -196,17 +234,34 @@ class CVAE(nn.Module):
         """A condition for this model from 'style=noto', 'style=noto:0.5,openmoji:0.5', a dict, or
         a Cond already made (checked against this model's factors, on its device, `batch` rows)."""
         if not is_cond(spec):
-            return make_condition(self.vocab, spec, batch, self.device)
+            return make_condition(self.vocab, spec, batch, self.device, self.controls)
         cond: Cond = spec  # type: ignore[assignment]
-        if set(cond) != set(self.vocab) or any(cond[f].shape[-1] != len(v) + 1 for f, v in self.vocab.items()):
+        if set(cond) - set(self.controls) != set(self.vocab) or any(
+                cond[f].shape[-1] != self._width(f) for f in cond if f in self.vocab or f in self.controls):
             raise ConditionError(f"the condition has factors {sorted(cond)} with other labels than this model's "
-                                 f"{dict(self.vocab)}; make it from this model")
-        return repeat_condition({k: v.to(self.device) for k, v in cond.items()}, batch)
+                                 f"{dict(self.vocab)}{self._controls_text()}; make it from this model")
+        return repeat_condition(self.with_controls({k: v.to(self.device) for k, v in cond.items()}), batch)
+
+    def _width(self, factor: str) -> int:
+        return CONTROL_WIDTH if factor in self.controls else len(self.vocab[factor]) + 1
+
+    def _controls_text(self) -> str:
+        return f" and controls {sorted(self.controls)}" if self.controls else ""
+
+    def with_controls(self, cond: Cond) -> Cond:
+        """`cond` with the controls it leaves out set to null (unknown), so code that knows only the
+        labels (a prior fit, a restyle by sub-folder) works on a model with controls."""
+        missing = [c for c in self.controls if c not in cond]
+        if not missing:
+            return cond
+        rows = max((w.shape[0] for w in cond.values()), default=1)
+        null = torch.tensor([0.0, 0.0, 1.0], device=self.device).expand(rows, -1)
+        return {**cond, **{c: null for c in missing}}
 
     def _cond_vec(self, cond: Cond | None, batch: int) -> torch.Tensor:
         if cond is None:
             cond = self.condition(None, batch)
-        cond = repeat_condition({k: v.to(self.device) for k, v in cond.items()}, batch)
+        cond = repeat_condition(self.with_controls({k: v.to(self.device) for k, v in cond.items()}), batch)
         if not self.embed.factors:
             return torch.zeros(batch, 0, device=self.device)
         return self.embed(cond)

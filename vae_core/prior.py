@@ -310,9 +310,11 @@ def fit_mixture(
 
 
 def encode_aggregate(model: CVAE, images: np.ndarray, labels: dict[str, np.ndarray], draws: int, seed: int = 0,
-                     batch: int = 256) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
-    """`draws` samples of q(z | x, c) per image (uint8 [N, H, W, 3], each under its own labels):
-    the aggregate posterior that a prior has to match, with the labels repeated alongside."""
+                     batch: int = 256, controls: dict[str, np.ndarray] | None = None
+                     ) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    """`draws` samples of q(z | x, c) per image (uint8 [N, H, W, 3], each under its own labels and
+    control values, where known): the aggregate posterior that a prior has to match, with the
+    labels repeated alongside."""
     from .images import to_tensor  # images.py needs OpenCV; model.py imports this module
 
     g = torch.Generator().manual_seed(seed)
@@ -321,7 +323,8 @@ def encode_aggregate(model: CVAE, images: np.ndarray, labels: dict[str, np.ndarr
         for i in range(0, len(images), batch):
             s = slice(i, min(i + batch, len(images)))
             x = to_tensor(images[s]).to(model.device)
-            cond = labels_to_condition(model.vocab, {f: torch.from_numpy(np.asarray(labels[f][s])) for f in model.vocab})
+            cond = labels_to_condition(model.vocab, {f: torch.from_numpy(np.asarray(labels[f][s])) for f in model.vocab},
+                                       model.controls, {c: torch.from_numpy(np.asarray(v[s])) for c, v in (controls or {}).items()})
             mu, logvar = model.encode(x, cond)
             mu, std = mu.float().cpu(), (0.5 * logvar.float()).exp().cpu()
             eps = torch.randn(draws, *mu.shape, generator=g)
@@ -331,15 +334,17 @@ def encode_aggregate(model: CVAE, images: np.ndarray, labels: dict[str, np.ndarr
 
 
 def fit_prior(model: CVAE, images: np.ndarray, labels: dict[str, np.ndarray], cfg: PriorConfig | None = None,
-              progress: bool = False) -> MixturePrior:
-    """Fit a mixture prior to `model`'s encodings of `images` and attach it (model.prior)."""
+              progress: bool = False, controls: dict[str, np.ndarray] | None = None) -> MixturePrior:
+    """Fit a mixture prior to `model`'s encodings of `images` and attach it (model.prior). The
+    prior is per label; the images are encoded under their control values too, so z holds what
+    the controls do not."""
     cfg = cfg or PriorConfig()
     if len(images) < 2:
         raise PriorError(f"need at least 2 images to fit a prior, got {len(images)}")
     missing = [f for f in model.vocab if f not in labels]
     if missing:
         raise PriorError(f"the images have no labels for the model's condition(s) {missing}")
-    z, zl = encode_aggregate(model, images, labels, cfg.draws, cfg.seed)
+    z, zl = encode_aggregate(model, images, labels, cfg.draws, cfg.seed, controls=controls)
     prior = fit_mixture(z, zl, model.vocab, cfg, progress).to(model.device)
     prior.info["images"] = int(len(images))
     model.prior = prior
@@ -353,10 +358,12 @@ def fit_prior_on_folder(model: CVAE, root: str | Path, cfg: PriorConfig | None =
     Validation images (the same path-hash split as training, `val_fraction` defaulting to the
     model's own) are left out, so held-out figures stay held out. Returns the prior and the
     files that could not be read."""
-    from .data import load_image_set
+    from .data import data_root, load_image_set
 
     data = load_image_set(root, model.resolution, list(model.vocab), workers=workers, vocab=dict(model.vocab) or None,
-                          progress=progress)
+                          progress=progress, control_ranges=model.controls,
+                          # without a metadata.csv no control is known: encoded as null
+                          controls=list(model.controls) if (data_root(root) / "metadata.csv").is_file() else [])
     if val_fraction is None:
         val_fraction = float(getattr(model, "train_config", {}).get("val_fraction", 0.05))
     train_idx, _ = data.split(val_fraction)
@@ -366,6 +373,7 @@ def fit_prior_on_folder(model: CVAE, root: str | Path, cfg: PriorConfig | None =
         if not (data.labels[f][train_idx] >= 0).any():
             raise PriorError(f"{root}: no image has a label of the model's condition {f!r} "
                              f"({', '.join(model.vocab[f])}); label them by sub-folder or metadata.csv")
-    prior = fit_prior(model, data.images[train_idx], {f: v[train_idx] for f, v in data.labels.items()}, cfg, progress)
+    prior = fit_prior(model, data.images[train_idx], {f: v[train_idx] for f, v in data.labels.items()}, cfg, progress,
+                      {c: v[train_idx] for c, v in data.controls.items()})
     prior.info["fitted_on"] = str(root)
     return prior, data.skipped

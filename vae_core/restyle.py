@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from ._cv2 import ERRORS as CV2_ERRORS
 from .conditions import Cond, CondSpec, subfolder_condition
 from .files import atomic_write
@@ -125,6 +126,9 @@ def restyle_folder(
     (its centre square, like the model saw it). callback(done, total) may raise to cancel; a
     re-run then skips the outputs already written (unless overwrite). transport, refine: how the
     latent moves from the source condition to the target one (restyle_latents).
+
+    Under torchrun each process restyles its share of the files (distributed.shard), so every
+    output is written once, and every process returns the report of all of them.
     """
     src, dst = Path(src), Path(dst)
     check_folders(src, dst)
@@ -146,9 +150,10 @@ def restyle_folder(
                 f"output {out} would overwrite the input {p}: output folder {dst} overlaps input folder {src}; "
                 "choose an output folder outside the input folder"
             )
-    report = RestyleReport(failed=extensionless_files(src))
+    w, owned = distributed.init(model.device)
+    report = RestyleReport(failed=extensionless_files(src) if w.main else [])
     todo: list[Path] = []
-    for p in files:
+    for p in distributed.shard(files, w):  # before looking for outputs, which the other processes write
         out = dst / p.relative_to(src)
         if out.exists() and not overwrite:
             report.existing.append(str(out))
@@ -192,7 +197,9 @@ def restyle_folder(
                 callback(done, total)
     finally:
         bar.close()
-    return report
+    parts = distributed.gather(report)
+    distributed.finish(owned)
+    return RestyleReport(*([x for part in parts for x in getattr(part, f)] for f in ("written", "existing", "failed")))
 
 
 def _file_generator(seed: int, rel: Path) -> torch.Generator:

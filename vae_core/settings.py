@@ -77,6 +77,8 @@ SETTINGS: tuple[Setting, ...] = (
             "(0 = off)", _WEIGHT),
     Setting("loss.style_cls_weight", "style classification of latents decoded under other labels (StarGAN-style; "
             "0 = off)", _WEIGHT),
+    Setting("loss.cycle_weight", "cycle consistency of those decodes (StarGAN-style): a restyle keeps the content "
+            "(0 = off)", _WEIGHT),
     Setting("label_dropout", "share of labels dropped to null per batch (teaches the unconditional decoder)", "fraction"),
     Setting("val_fraction", "share of images held out for validation (by a hash of the path)", "fraction"),
     Setting("seed", "seed of the initial weights and of the batch order", "seed"),

@@ -20,13 +20,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import load_state, save_model, save_state
-from .device import resolve_device
+from .device import resolve_amp, resolve_device
 from .files import write_json
 from .conditions import labels_to_condition
 from .data import ImageSet, batch_indices, load_image_set
 from .images import grid, save_png, to_tensor
-from .losses import LossConfig, VAELoss, kl_divergence
+from .losses import LossConfig, Swapped, VAELoss, kl_divergence
 from .metrics import quality_report
 from .model import CVAE, ModelConfig, reparameterize
 from .plots import loss_plot
@@ -75,6 +76,7 @@ class TrainConfig:
     data: str = ""
     out: str = "runs/cvae"
     conditions: list[str] | None = None  # None: sub-folder names when there are sub-folders
+    controls: list[str] = field(default_factory=list)  # numeric metadata columns: continuous conditions
     steps: int = 20_000
     batch_size: int = 64
     lr: float = 1e-3
@@ -92,11 +94,13 @@ class TrainConfig:
     sample_every: int = 500
     keep_checkpoints: int = 3
     workers: int = 2
-    amp: bool = False  # bf16 autocast, where the device does bf16 well
+    amp: str = "auto"  # AMP_CHOICES: bf16 autocast where the device computes bf16 natively (device.py)
     device: str = "auto"
     max_minutes: float = 0.0  # stop (and save) after this much wall time; 0 = no limit
     fit_prior: bool = True  # fit a learned prior p(z | c) to the training encodings at the end (prior.py)
     init: str = ""  # a model file whose weights start the run (fine-tuning); same architecture and labels
+    # Processes under torchrun, recorded; batch_size is the effective batch over all of them.
+    world_size: int = 1
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -108,6 +112,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         d = dict(d)
+        if isinstance(d.get("amp"), bool):  # written before amp had "auto"
+            d["amp"] = "bf16" if d["amp"] else "fp32"
         model = ModelConfig.from_dict(d.pop("model", {}))
         loss = LossConfig.from_dict(d.pop("loss", {}))
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__}, model=model, loss=loss)
@@ -121,6 +127,28 @@ class TrainResult:
     step: int
     skipped: list[tuple[str, str]]
     stopped: str  # "done" | "time limit"
+
+
+class TrainForward(torch.nn.Module):
+    """One training forward pass, the module DistributedDataParallel wraps: the reconstruction
+    and, when the classifier or cycle terms are on, the first latents decoded under other labels
+    (and, for the cycle, that drawing encoded and decoded under its own labels again)."""
+
+    def __init__(self, model: CVAE, cycle: bool):
+        super().__init__()
+        self.model, self.cycle = model, cycle
+
+    def forward(self, x: torch.Tensor, cond: dict, eps: torch.Tensor, swap: dict | None):
+        logits, mu, logvar = self.model(x, cond, eps)
+        if swap is None:
+            return logits, mu, logvar, None, None
+        half = len(x) // 2 or 1
+        swapped = self.model.decode_logits(reparameterize(mu[:half], logvar[:half], eps[:half]), swap)
+        back = None
+        if self.cycle:
+            back_mu, _ = self.model.encode(torch.sigmoid(swapped), swap)
+            back = self.model.decode_logits(back_mu, {k: v[:half] for k, v in cond.items()})
+        return logits, mu, logvar, swapped, back
 
 
 class Trainer:
@@ -151,17 +179,30 @@ class Trainer:
         if cfg.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
         self.cfg = cfg
-        self.device = resolve_device(cfg.device)
+        device = resolve_device(cfg.device)
+        self.world, self._owns_group = distributed.init(device)
+        self.device = distributed.local_device(device, self.world)
+        self.amp = resolve_amp(cfg.amp, self.device)
+        if cfg.batch_size % self.world.size:
+            raise ValueError(f"batch size {cfg.batch_size} does not split over {self.world.size} processes; "
+                             f"use a multiple of {self.world.size} (it is the batch of all processes together)")
+        # A resume may change the number of processes: the step and the effective batch carry over.
+        cfg.world_size = self.world.size
+        if not self.world.main:
+            self.progress, self.callback = False, None
         if data is None:
+            cache = self.run_dir / "cache" / (f"rank{self.world.rank}" if self.world.distributed else "")
             data = load_image_set(
                 cfg.data, cfg.model.resolution, cfg.conditions, cfg.background, cfg.workers,
-                cache_dir=self.run_dir / "cache", vocab=cfg.model.conditions or None if resume else None,
-                progress=progress,
+                cache_dir=cache, vocab=cfg.model.conditions or None if resume else None,
+                progress=progress, controls=cfg.controls,
+                control_ranges=cfg.model.controls if resume and cfg.controls else None,
             )
         if data.images.shape[1] != cfg.model.resolution:
             raise ValueError(f"images are {data.images.shape[1]} px, the model is {cfg.model.resolution} px")
         self.data = data
         cfg.model.conditions = data.vocab
+        cfg.model.controls = data.control_ranges
         self.train_idx, self.val_idx = data.split(cfg.val_fraction)
         torch.manual_seed(cfg.seed)  # initial weights
         self.model = CVAE(cfg.model).to(self.device)
@@ -169,6 +210,16 @@ class Trainer:
         if cfg.init and state is None:
             self._load_init(cfg.init)
         self.loss = VAELoss(cfg.loss, cfg.model.recon, cfg.model.latent_dim, cfg.model.conditions).to(self.device)
+        self.forward = TrainForward(self.model, cycle=cfg.loss.cycle_weight > 0)
+        self.net: torch.nn.Module = self.forward
+        self.disc_net = self.loss.disc
+        if self.world.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DDP(self.forward, device_ids=ids)
+            if self.loss.disc is not None:
+                self.disc_net = DDP(self.loss.disc, device_ids=ids)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
         self.d_opt = (
             torch.optim.AdamW(self.loss.disc.parameters(), lr=cfg.loss.disc_lr, betas=(0.5, 0.9), weight_decay=0.0)
@@ -197,8 +248,9 @@ class Trainer:
                 self.c_opt.load_state_dict(state["critic_opt"])
             self.step, self.history = int(state["step"]), list(state["history"])
             self.pending = {k: list(v) for k, v in state.get("pending", {}).items()}
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.run_dir / RUN_CONFIG, {"train": cfg.to_dict()})
+        if self.world.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.run_dir / RUN_CONFIG, {"train": cfg.to_dict()})
 
     def _load_init(self, path: str) -> None:
         from .checkpoint import CheckpointError, load_model
@@ -217,6 +269,8 @@ class Trainer:
 
     # -- one step ------------------------------------------------------------------------------
     def _batch(self, step: int) -> tuple[torch.Tensor, dict, torch.Tensor, dict | None]:
+        """This process's share of the step's batch. Everything is drawn for the whole batch and
+        then split by rank, so the batch of a step does not depend on the number of processes."""
         cfg = self.cfg
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         idx = batch_indices(self.train_idx, cfg.batch_size, step, cfg.seed)
@@ -224,35 +278,34 @@ class Trainer:
         if cfg.augment == "flip":
             flip = torch.rand(len(idx), generator=g) < 0.5
             x[flip] = x[flip].flip(-1)
-        labels = {}
-        for f, values in self.data.labels.items():
-            lab = torch.from_numpy(values[idx]).clone()
-            lab[torch.rand(len(idx), generator=g) < cfg.label_dropout] = -1
-            labels[f] = lab
-        cond = {k: v.to(self.device) for k, v in labels_to_condition(self.data.vocab, labels).items()}
+        cond = self.data.condition(idx, drop=lambda n: torch.rand(n, generator=g) < cfg.label_dropout)
+        cond = {k: v.to(self.device) for k, v in cond.items()}
         eps = torch.randn(len(idx), cfg.model.latent_dim, generator=g)
         swap = None
-        if self.loss.style_cls is not None:  # drawn last, so runs without it keep their random stream
-            half = len(idx) // 2 or 1
+        if self.loss.swaps:  # drawn last, so runs without it keep their random stream
             swap = labels_to_condition(self.data.vocab, {
-                f: torch.randint(len(labels), (half,), generator=g) for f, labels in self.data.vocab.items()})
-            swap = {k: v.to(self.device) for k, v in swap.items()}
+                f: torch.randint(len(labels), (len(idx) // 2 or 1,), generator=g) for f, labels in self.data.vocab.items()})
+        w = self.world
+        per = len(idx) // w.size
+        mine = slice(w.rank * per, (w.rank + 1) * per)
+        x, cond, eps = x[mine], {k: v[mine] for k, v in cond.items()}, eps[mine]
+        if swap is not None:  # the first half of each share is drawn again under these labels
+            half = per // 2 or 1
+            swap = {k: v[w.rank * half : (w.rank + 1) * half].to(self.device) for k, v in swap.items()}
+            swap |= {c: cond[c][:half] for c in self.data.controls}
         return x.to(self.device), cond, eps.to(self.device), swap
 
     def train_step(self, step: int) -> dict[str, float]:
         cfg = self.cfg
         x, cond, eps, swap = self._batch(step)
         self.model.train()
-        swapped = None
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-            logits, mu, logvar = self.model(x, cond, eps)
-            if swap is not None:  # the same latents (first half of the batch) drawn under other labels
-                half = len(x) // 2 or 1
-                z = reparameterize(mu[:half], logvar[:half], eps[:half])
-                swapped = (self.model.decode_logits(z, swap).float(), swap)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            logits, mu, logvar, swapped_logits, back_logits = self.net(x, cond, eps, swap)
         logits, mu, logvar = logits.float(), mu.float(), logvar.float()
+        swapped = None if swap is None else Swapped(swapped_logits.float(), swap,
+                                                     None if back_logits is None else back_logits.float())
         loss, logs = self.loss.generator(x, logits, mu, logvar, self.model.log_sigma, self.model.decoder.last_layer, step,
-                                         cond, swapped)
+                                         cond, swapped, self.disc_net)
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"loss became {float(loss.detach())} at step {step} ({', '.join(f'{k}={v:.4g}' for k, v in logs.items())}). "
@@ -270,7 +323,7 @@ class Trainer:
         self.opt.step()
         if self.loss.adversarial_active(step):
             assert self.d_opt is not None
-            d_loss, d_logs = self.loss.discriminator(x, torch.sigmoid(logits).detach())
+            d_loss, d_logs = self.loss.discriminator(x, self.disc_net)
             self.d_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             self.d_opt.step()
@@ -279,6 +332,7 @@ class Trainer:
             c_loss, c_logs = self.loss.critic_step(mu, x, cond)
             self.c_opt.zero_grad(set_to_none=True)
             c_loss.backward()
+            distributed.average_gradients([p for group in self.c_opt.param_groups for p in group["params"]])
             self.c_opt.step()
             logs.update(c_logs)
         decay = min(cfg.ema_decay, (1 + step) / (10 + step))
@@ -304,7 +358,7 @@ class Trainer:
         interrupted, restore_sigint = _defer_sigint()
         try:
             while self.step < cfg.steps:
-                logs = self.train_step(self.step)
+                logs = distributed.mean(self.train_step(self.step))
                 self.step += 1
                 imgs += cfg.batch_size
                 for k, v in logs.items():
@@ -318,13 +372,14 @@ class Trainer:
                 bar.update(1)
                 if self.callback is not None:
                     self.callback(self.step, cfg.steps, self.history[-1] if self.history else {})
-                if interrupted():
+                # Every process stops at the same step, whichever one was told to.
+                if distributed.any_rank(interrupted()):
                     raise KeyboardInterrupt
                 if self.step % cfg.sample_every == 0:
                     self.save_samples()
                 if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                     self.save(validate=True)
-                if cfg.max_minutes and time.time() - start_time > cfg.max_minutes * 60:
+                if distributed.any_rank(bool(cfg.max_minutes) and time.time() - start_time > cfg.max_minutes * 60):
                     stopped = "time limit"
                     break
         except TrainingDiverged:
@@ -338,7 +393,8 @@ class Trainer:
         finally:
             bar.close()
             restore_sigint()
-        if cfg.fit_prior:
+        distributed.finish(self._owns_group)
+        if cfg.fit_prior and self.world.main:
             self.fit_prior()
         self.save(validate=True)
         self.save_samples()
@@ -353,13 +409,14 @@ class Trainer:
         from .prior import fit_prior
 
         idx = self.train_idx
-        fit_prior(self.ema, self.prior_images(), {f: v[idx] for f, v in self.data.labels.items()})
+        fit_prior(self.ema, self.prior_images(), {f: v[idx] for f, v in self.data.labels.items()},
+                  controls={c: v[idx] for c, v in self.data.controls.items()})
 
     # -- outputs -------------------------------------------------------------------------------
     def validate(self, limit: int = 256) -> dict[str, float]:
         idx = self.val_idx[:limit] if len(self.val_idx) else self.train_idx[:limit]
         x = to_tensor(self.data.images[idx]).to(self.device)
-        cond = labels_to_condition(self.data.vocab, {f: torch.from_numpy(v[idx]) for f, v in self.data.labels.items()})
+        cond = self.data.condition(idx)
         with torch.inference_mode():
             mu, logvar = self.ema.encode(x, cond)
             recon = self.ema.decode(mu, cond)
@@ -369,7 +426,10 @@ class Trainer:
         return report
 
     def save(self, validate: bool = False) -> Path:
-        extra: dict = {"train_config": self.cfg.to_dict()}
+        """The state, the model and a checkpoint; rank 0 alone writes them."""
+        if not self.world.main:
+            return self.run_dir / MODEL_FILE
+        extra: dict = {"train_config": self.cfg.to_dict(), "precision": "bf16" if self.amp else "fp32"}
         if validate:  # before the state, so a resumed history has the same entries
             extra["validation"] = self.validate()
             if self.history:
@@ -409,6 +469,9 @@ class Trainer:
 
     def save_samples(self, per_row: int = 8) -> Path:
         """Rows of prior samples per label of the first factor (fixed seed), then val reconstructions."""
+        path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
+        if not self.world.main:
+            return path
         rows = []
         factors = list(self.data.vocab)
         specs = [f"{factors[0]}={lab}" for lab in self.data.vocab[factors[0]][:8]] if factors else [None]
@@ -417,11 +480,11 @@ class Trainer:
                 rows.append(self.ema.sample(per_row, self.ema.condition(spec, per_row), seed=1234).cpu())
             idx = (self.val_idx if len(self.val_idx) else self.train_idx)[:per_row]
             x = to_tensor(self.data.images[idx]).to(self.device)
-            cond = labels_to_condition(self.data.vocab, {f: torch.from_numpy(v[idx]) for f, v in self.data.labels.items()})
+            cond = self.data.condition(idx)
             mu, _ = self.ema.encode(x, cond)
             rows += [x.cpu(), self.ema.decode(mu, cond).cpu()]
         images = torch.cat([r if len(r) == per_row else torch.cat([r, torch.ones(per_row - len(r), *r.shape[1:])]) for r in rows])
-        return save_png(self.run_dir / "samples" / f"step_{self.step:07d}.png", grid(images, nrow=per_row))
+        return save_png(path, grid(images, nrow=per_row))
 
 
 def train(cfg: TrainConfig, data: ImageSet | None = None, resume: bool = False, progress: bool = True,
