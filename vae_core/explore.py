@@ -10,7 +10,6 @@ anchors give the same map on every machine (the principal directions' signs are 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -153,8 +152,12 @@ def pin(item: object, where: str, vocab: Mapping[str, list[str]]) -> Pin:
         if unknown:
             raise ExplorerError(f"{where}: unknown label(s) {sorted(unknown)} of {factor!r}")
         for label, w in weights.items():
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or abs(w) > 100:
-                raise ExplorerError(f"{where}: the weight of {label!r} must be a number from -100 to 100, got {w!r}")
+            if isinstance(w, bool) or not isinstance(w, (int, float)):
+                raise ExplorerError(f"{where}: the weight of {label!r} must be a number, got {w!r}")
+            try:  # the same bounds as every blend weight
+                RANGES["cond_weight"].check(float(w), f"{where}: the weight of {label!r}")
+            except ValueError as err:
+                raise ExplorerError(str(err)) from None
     return Pin(xy[0], xy[1], {f: {k: float(v) for k, v in w.items()} for f, w in cond.items()})
 
 
