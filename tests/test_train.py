@@ -295,3 +295,22 @@ def test_a_bf16_run_trains_records_its_precision_and_reads_old_configs(shapes_fo
     assert json.loads((tmp_path / "model.json").read_text())["precision"] == "bf16"
     # Runs written before "auto" said amp: true / false.
     assert TrainConfig.from_dict({"amp": True}).amp == "bf16" and TrainConfig.from_dict({"amp": False}).amp == "fp32"
+
+
+def test_bf16_runs_the_judges_in_bf16_and_keeps_their_losses_fp32(shapes_folder, shapes_set, tmp_path):
+    # The PatchGAN, the latent critic and the style classifier cost as much as the VAE: under
+    # --amp bf16 they must compute in bf16 too, while every loss they feed stays an fp32 number.
+    cfg = replace(config(shapes_folder, tmp_path, 4, "latent"), amp="bf16")
+    cfg.loss.adv_start = 0
+    trainer = Trainer(cfg, data=shapes_set, progress=False)
+    seen: dict[str, set] = {}
+    judges = {"disc": trainer.loss.disc, "critic": trainer.loss.critic, "style_cls": trainer.loss.style_cls}
+    for name, judge in judges.items():
+        first = next(m for m in judge.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+        first.register_forward_hook(lambda m, i, out, name=name: seen.setdefault(name, set()).add(out.dtype))
+    logs = trainer.train_step(0)
+    assert seen == {name: {torch.bfloat16} for name in judges}
+    for key in ("g_adv", "d_loss", "z_critic", "real_cls", "swap_cls", "loss"):
+        assert np.isfinite(logs[key]), key
+    with torch.autocast("cpu", torch.bfloat16):
+        assert trainer.loss.disc(to_tensor(shapes_set.images[:2])).dtype == torch.float32

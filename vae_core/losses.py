@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import distributed
+from .metrics import ssim_per_image
 
 LPIPS_BACKBONES = {
     "alex": "alexnet-owt-7be5be79.pth",
@@ -163,9 +164,7 @@ def build_lpips(net: str = "alex", weights: str | None = None, random_backbone: 
 
 def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """1 - SSIM per image (11x11 Gaussian window), shape [B]."""
-    import kornia
-
-    return 1.0 - kornia.metrics.ssim(x, y, window_size=11).flatten(1).mean(1)
+    return 1.0 - ssim_per_image(x, y)
 
 
 class MSSSIMLoss(nn.Module):
@@ -183,7 +182,8 @@ class MSSSIMLoss(nn.Module):
         self.inner = kornia.losses.MS_SSIMLoss(alpha=1.0, compensation=1.0, reduction="none")
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.inner(x, y).flatten(1).mean(1)
+        with torch.autocast(device_type=x.device.type, enabled=False):  # variances: fp32, as SSIM
+            return self.inner(x.float(), y.float()).flatten(1).mean(1)
 
 
 # -- adversarial ---------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ class PatchDiscriminator(nn.Module):
                 nn.init.normal_(m.weight, 0.0, 0.02)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x * 2 - 1)
+        return self.net(x * 2 - 1).float()  # fp32 logits under autocast: the hinge sums stay exact
 
 
 def label_cross_entropy(logits: dict[str, torch.Tensor], cond: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -242,7 +242,7 @@ class LatentCritic(nn.Module):
 
     def loss(self, z: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
         """Cross-entropy of the true labels (what the critic minimises)."""
-        return label_cross_entropy({f: head(z) for f, head in self.heads.items()}, cond)
+        return label_cross_entropy({f: head(z).float() for f, head in self.heads.items()}, cond)
 
     def confusion(self, z: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-image cross-entropy against the uniform guess, minus its floor log(n): zero when the
@@ -250,7 +250,7 @@ class LatentCritic(nn.Module):
         total = z.new_zeros(())
         for f, y in self.targets(cond).items():
             if f in self.heads and (y >= 0).any():
-                logp = F.log_softmax(self.heads[f](z[y >= 0]), dim=1)
+                logp = F.log_softmax(self.heads[f](z[y >= 0]).float(), dim=1)
                 total = total + (-logp.mean(1) - math.log(logp.shape[1])).mean()
         return total
 
@@ -271,7 +271,7 @@ class PixelStyleClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.body(x * 2 - 1).mean((2, 3))
-        return {f: head(h) for f, head in self.heads.items()}
+        return {f: head(h).float() for f, head in self.heads.items()}
 
     def loss(self, x: torch.Tensor, cond: dict[str, torch.Tensor]) -> torch.Tensor:
         return label_cross_entropy(self(x), cond)
@@ -350,7 +350,7 @@ class VAELoss(nn.Module):
             nll = nll + cfg.ms_ssim_weight * d * s
             logs["ms_ssim"] = float(s.detach())
         if self.lpips is not None:
-            p = self.lpips(x_hat, x, normalize=True).mean()
+            p = self.lpips(x_hat, x, normalize=True).float().mean()
             nll = nll + cfg.lpips_weight * d * p
             logs["lpips"] = float(p.detach())
         kl = kl_term(mu, logvar, cfg.free_bits)
