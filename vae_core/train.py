@@ -302,14 +302,13 @@ class Trainer:
         cfg = self.cfg
         x, cond, eps, swap = self._batch(step)
         self.model.train()
+        # The judges (PatchGAN, LPIPS, classifiers) run under autocast with the VAE: left in fp32,
+        # the PatchGAN alone took two thirds of a bf16 step. The loss terms themselves are fp32.
         with self._autocast():
             logits, mu, logvar, swapped_logits, back_logits = self.net(x, cond, eps, swap)
-        logits, mu, logvar = logits.float(), mu.float(), logvar.float()
-        swapped = None if swap is None else Swapped(swapped_logits.float(), swap,
-                                                     None if back_logits is None else back_logits.float())
-        # The judges (PatchGAN, LPIPS, classifiers) run under autocast too: left in fp32, the
-        # PatchGAN alone took two thirds of a bf16 step. The sums of the losses stay fp32.
-        with self._autocast():
+            logits, mu, logvar = logits.float(), mu.float(), logvar.float()
+            swapped = None if swap is None else Swapped(swapped_logits.float(), swap,
+                                                         None if back_logits is None else back_logits.float())
             loss, logs = self.loss.generator(x, logits, mu, logvar, self.model.log_sigma, self.model.decoder.last_layer,
                                              step, cond, swapped, self.disc_net)
         if not torch.isfinite(loss):
