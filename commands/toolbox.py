@@ -32,11 +32,12 @@ def _prior_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _refine_arg(p: argparse.ArgumentParser, what: str) -> None:
-    from ..vae_core.model import REFINE_DEFAULT
+    from ..vae_core.model import REFINE_DEFAULT, REFINE_STEP
 
     p.add_argument("--refine", type=arg_type("refine"), default=REFINE_DEFAULT,
-                   help=f"passes that decode {what} and encode the drawing again (default {REFINE_DEFAULT}; 0: one "
-                        "decode): each pulls it onto how the model draws")
+                   help=f"passes that decode {what} and encode the drawing again, each moving the latent "
+                        f"{REFINE_STEP:g} of the way there (default {REFINE_DEFAULT}; 0: one decode): they pull it "
+                        "onto how the model draws")
 
 
 def _prior_note(model, prior: str) -> str:

@@ -21,7 +21,6 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-fit-prior", dest="fit_prior", action="store_false",
                    help="do not fit the learned prior p(z | c) at the end (samplers then use N(0, I))")
     p.add_argument("--init", default="", help="start from this model file's weights (fine-tune; same architecture and labels)")
-    p.add_argument("--augment", choices=["none", "flip"], default="none")
     p.add_argument("--background", default="white", help="colour that transparent pixels are composited on")
     p.add_argument("--amp", choices=AMP_CHOICES, default="auto",
                    help="training precision: auto (bf16 autocast where the device computes bf16 natively: CUDA with "
@@ -36,7 +35,7 @@ def _train_run(a: argparse.Namespace) -> int:
 
     conditions = None if not a.condition else [] if a.condition == ["none"] else a.condition
     cfg = train_config(values_from_args(a), data=a.data, out=a.out, conditions=conditions, background=a.background,
-                       augment=a.augment, amp=a.amp, device=a.device, init=a.init, fit_prior=a.fit_prior,
+                       amp=a.amp, device=a.device, init=a.init, fit_prior=a.fit_prior,
                        controls=a.control)
     cfg.loss.lpips_weights = a.lpips_weights
     result = train(cfg, resume=a.resume)

@@ -99,7 +99,7 @@ class CVAESample:
             "optional": {
                 "cond": cond_input(COND_DECODE_TOOLTIP),
                 "prior": (list(PRIOR_CHOICES), {"default": PRIOR_CHOICES[0], "tooltip": "learned: the model's fitted p(z | style) (models without one fall back to normal; CVAE Fit Prior adds one). normal: N(0, T^2), what the model was trained against."}),
-                "refine": ("INT", {"default": REFINE_DEFAULT, **widget("refine"), "step": 1, "tooltip": "Passes that decode each sample and encode the drawing again (0: one decode): each pulls it onto how the model draws, so samples look more like the data."}),
+                "refine": ("INT", {"default": REFINE_DEFAULT, **widget("refine"), "step": 1, "tooltip": "Passes that decode each sample and encode the drawing again, each moving the latent part of the way there (0: one decode): they pull it onto how the model draws, so samples look more like the data."}),
             },
         }
 

@@ -15,6 +15,7 @@ from cvae_art.vae_core.losses import (
     LPIPS_BACKBONES,
     LossConfig,
     LPIPSWeightsMissing,
+    Swapped,
     MSSSIMLoss,
     PatchDiscriminator,
     VAELoss,
@@ -312,3 +313,42 @@ def test_the_style_judges_only_learn_from_rows_with_one_known_label():
     x2 = x.clone()
     x2[1:3] = 0
     assert torch.equal(cls.loss(x, cond), cls.loss(x2, cond))
+
+
+def test_the_patchgan_judges_swapped_decodes_when_asked():
+    torch.manual_seed(0)
+    vocab = {"style": ["a", "b"]}
+    model = CVAE(ModelConfig(resolution=32, latent_dim=8, base_channels=4, max_channels=16, recon="mse", conditions=vocab))
+    loss = VAELoss(LossConfig(adv_weight=0.5, adv_start=0, disc_channels=4, swap_adv_weight=0.7), "mse", 8, vocab)
+    assert loss.swaps  # the swapped decodes are drawn for this term alone
+    x, eps = torch.rand(4, 3, 32, 32), torch.randn(4, 8)
+    cond = model.condition("style=a", 4)
+    other = model.condition("style=b", 2)
+
+    def forward():
+        logits, mu, logvar = model(x, cond, eps)
+        return logits, mu, logvar, Swapped(model.decode_logits(mu[:2] + eps[:2] * (0.5 * logvar[:2]).exp(), other), other)
+
+    logits, mu, logvar, swapped = forward()
+    total, logs = loss.generator(x, logits, mu, logvar, model.log_sigma, model.decoder.last_layer, 0, cond, swapped)
+    assert "g_adv_swap" in logs and loss.fake_logits.shape[0] == 6  # 4 reconstructions + 2 swapped decodes
+    model.zero_grad()
+    total.backward()
+    got = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    # The plain way: w * (-D(x_hat) - 0.7 D(swapped)) backpropagated through the PatchGAN, run on
+    # both at once (its batch norm sees them as one batch).
+    model.zero_grad()
+    loss.disc.requires_grad_(False)
+    logits, mu, logvar, swapped = forward()
+    d = loss.disc(torch.sigmoid(torch.cat([logits, swapped.logits])))
+    g = -d[:4].mean() - 0.7 * d[4:].mean()
+    nll = reconstruction_nll("mse", logits, x, model.log_sigma).mean()
+    (nll + kl_weight(loss.cfg, 0) * kl_term(mu, logvar, 0.0) + logs["adv_w"] * g).backward()
+    for n, p in model.named_parameters():
+        if p.grad is not None:
+            assert torch.allclose(got[n], p.grad, rtol=1e-4, atol=1e-6), n
+    # and the discriminator sees the swapped decodes as fakes too
+    d_loss, _ = loss.discriminator(x)
+    fakes = torch.sigmoid(torch.cat([logits, swapped.logits])).detach()
+    with torch.no_grad():
+        assert float(d_loss) == pytest.approx(float(hinge_d_loss(loss.disc(x), loss.disc(fakes))), rel=1e-5)

@@ -218,7 +218,7 @@ def test_sample_is_seeded_and_matches_the_library(pack, env, tiny_model):
     # The learned prior by default; the standard normal when asked.
     assert tiny_model.has_learned_prior
     c5 = tiny_model.condition("label=disc", 5)
-    with torch.inference_mode():  # drawn, then refined (two passes, the default)
+    with torch.inference_mode():  # drawn, then refined (the default passes)
         assert torch.equal(lat["z"], tiny_model.refine(tiny_model.prior_sample(5, 7, 0.8, c5), c5))
         _, normal = run(pack, "CVAESample", model=tiny_model, count=5, seed=7, temperature=0.8, cond=cond, prior="normal")
         assert torch.equal(normal["z"], tiny_model.refine(tiny_model.prior_sample(5, 7, 0.8, prior="normal"), c5))
@@ -577,7 +577,7 @@ def test_restyle_folder_keeps_names_and_finishes_interrupted_runs(pack, env, tin
     with torch.inference_mode():
         mu, _ = tiny_model.encode(x, disc_c)
         for transport, refine, z in (("prior", 0, tiny_model.prior.transport(mu, disc_c, ring_c)), ("none", 0, mu),
-                                     ("none", 1, tiny_model.encode(tiny_model.decode(mu, ring_c), ring_c)[0])):
+                                     ("none", 1, tiny_model.refine(mu, ring_c, 1))):
             expected = (tiny_model.decode(z, ring_c)[0].permute(1, 2, 0) * 255).round().numpy()
             out = Path(run(pack, "CVAERestyleFolder", **{**args, "target_folder": f"restyled/{transport}{refine}",
                                                          "transport": transport, "refine": refine})[0][0])
@@ -669,7 +669,7 @@ def test_sample_node_refines_and_returns_the_refined_latent(pack, env, tiny_mode
     with torch.inference_mode():
         z = tiny_model.prior_sample(3, 5, 1.0, c)
         assert torch.equal(plain_z["z"], z)
-        assert torch.allclose(latent["z"], tiny_model.refine(z, c, 2))
+        assert torch.allclose(latent["z"], tiny_model.refine(z, c))
     assert not torch.equal(img, plain)
 
 

@@ -11,6 +11,7 @@ import torch
 from conftest import shapes_image
 from cvae_art.vae_core.images import load_image, read_image, to_tensor, to_uint8
 from cvae_art.vae_core.conditions import subfolder_condition
+from cvae_art.vae_core.model import REFINE_DEFAULT, REFINE_STEP
 from cvae_art.vae_core.restyle import restyle_folder
 
 
@@ -56,9 +57,9 @@ def test_restyle_output_is_encode_with_source_decode_with_target(tiny_model, src
     m = tiny_model
     assert m.prior is not None  # trained with the default: a learned prior, so restyle transports
     ring, disc, null = m.condition("label=ring"), m.condition("label=disc"), m.condition(None)
-    def refined(z, passes):  # decode as a ring, encode that drawing as a ring again
+    def refined(z, passes):  # decode as a ring, move part of the way to that drawing's encoding as a ring
         for _ in range(passes):
-            z, _ = m.encode(m.decode(z, ring), ring)
+            z = z + REFINE_STEP * (m.encode(m.decode(z, ring), ring)[0] - z)
         return to_uint8(m.decode(z, ring))[0]
 
     with torch.inference_mode():
@@ -66,12 +67,12 @@ def test_restyle_output_is_encode_with_source_decode_with_target(tiny_model, src
         mu, _ = m.encode(x, disc)  # its sub-folder is a label: the source
         plain = refined(mu, 0)
         moved = refined(m.prior.transport(mu, disc, ring), 0)
-        moved_refined = refined(m.prior.transport(mu, disc, ring), 2)
+        moved_refined = refined(m.prior.transport(mu, disc, ring), REFINE_DEFAULT)
         x = to_tensor(load_image(src / "odd/d.png", 32))
         mu_null, _ = m.encode(x, null)  # 'odd' is no label: null source
-        null_refined = refined(m.prior.transport(mu_null, null, ring), 2)
+        null_refined = refined(m.prior.transport(mu_null, null, ring), REFINE_DEFAULT)
     dst = tmp_path / "out"
-    restyle_folder(m, src, dst, "label=ring", progress=False)  # the defaults: transport prior, 2 refine passes
+    restyle_folder(m, src, dst, "label=ring", progress=False)  # the defaults: transport prior, REFINE_DEFAULT passes
     assert np.abs(read_image(dst / "disc/a.png").astype(int) - moved_refined).max() <= 1
     assert np.abs(read_image(dst / "odd/d.png").astype(int) - null_refined).max() <= 1
     restyle_folder(m, src, tmp_path / "kept", "label=ring", progress=False, transport="none", refine=0)
@@ -86,7 +87,7 @@ def test_restyle_output_is_encode_with_source_decode_with_target(tiny_model, src
     assert diff > 1.0
     with pytest.raises(ValueError, match="transport must be one of prior, none"):
         restyle_folder(m, src, tmp_path / "x", "label=disc", progress=False, transport="ot")
-    with pytest.raises(ValueError, match="refine must be a whole number from 0 to 8"):
+    with pytest.raises(ValueError, match="refine must be a whole number from 0 to 32"):
         restyle_folder(m, src, tmp_path / "x", "label=disc", progress=False, refine=-1)
     assert not (tmp_path / "x").exists()
 

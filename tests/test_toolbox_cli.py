@@ -259,5 +259,5 @@ def test_sample_and_walk_refine_their_draws(tiny_model_path, tmp_path, capsys):
     assert main(["walk", str(tiny_model_path), "--keyframes", "2", "--frames", "4", "--refine", "1",
                  "--out", str(tmp_path / "w.gif")]) == 0
     with pytest.raises(SystemExit):
-        main(["sample", str(tiny_model_path), "--refine", "9", "--out", str(tmp_path / "x.png")])
-    assert "argument --refine: must be a whole number from 0 to 8" in capsys.readouterr().err
+        main(["sample", str(tiny_model_path), "--refine", "33", "--out", str(tmp_path / "x.png")])
+    assert "argument --refine: must be a whole number from 0 to 32" in capsys.readouterr().err

@@ -17,7 +17,7 @@ from cvae_art.vae_core.data import image_set_from_arrays, load_image_set
 from cvae_art.vae_core.images import to_tensor
 from cvae_art.vae_core.model import CVAE
 from cvae_art.vae_core.device import cpu_flags, native_bf16, resolve_amp
-from cvae_art.vae_core.train import STATE_FILE, TrainConfig, Trainer, TrainingDiverged, train
+from cvae_art.vae_core.train import STATE_FILE, TrainConfig, Trainer, TrainingDiverged, shift_images, train
 
 from conftest import tiny_config, write_shapes_folder
 
@@ -33,9 +33,11 @@ def config(data: Path, out: Path, steps: int, adversarial: bool | str = False):
     loss = {}
     if adversarial:
         loss = dict(adv_weight=0.5, adv_start=3, disc_channels=8)
-    if adversarial == "latent":  # the latent critic, the style classifier and the cycle term: their state resumes too
-        loss.update(latent_adv_weight=50.0, style_cls_weight=20.0, cycle_weight=1.0)
-    return replace(tiny_config(data, out, steps, **loss), batch_size=8, log_every=5, checkpoint_every=5, keep_checkpoints=2)
+    if adversarial == "latent":  # the latent critic, the style classifier, the cycle term and the PatchGAN on
+        # swapped decodes, with flips and shifts: their state and random draws resume too
+        loss.update(latent_adv_weight=50.0, style_cls_weight=20.0, cycle_weight=1.0, swap_adv_weight=0.5)
+    return replace(tiny_config(data, out, steps, **loss), batch_size=8, log_every=5, checkpoint_every=5, keep_checkpoints=2,
+                   augment="flip+shift" if adversarial == "latent" else "none")
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +124,7 @@ def test_resume_equals_an_uninterrupted_run(full_runs, shapes_folder, shapes_set
     if adversarial:
         assert "d_loss" in resumed.history[-1] and "adv_w" in resumed.history[-1]
     if adversarial == "latent":
-        assert {"z_critic", "z_confusion", "real_cls", "swap_cls", "cycle"} <= set(resumed.history[-1])
+        assert {"z_critic", "z_confusion", "real_cls", "swap_cls", "cycle", "g_adv_swap"} <= set(resumed.history[-1])
     assert_same_run(resumed, full_runs[adversarial])
 
 
@@ -314,3 +316,26 @@ def test_bf16_runs_the_judges_in_bf16_and_keeps_their_losses_fp32(shapes_folder,
         assert np.isfinite(logs[key]), key
     with torch.autocast("cpu", torch.bfloat16):
         assert trainer.loss.disc(to_tensor(shapes_set.images[:2])).dtype == torch.float32
+
+
+def test_shift_moves_each_image_and_repeats_its_edges():
+    x = torch.rand(3, 3, 16, 16)
+    out = shift_images(x, torch.tensor([[2, 0], [0, -3], [0, 0]]))
+    assert torch.equal(out[0, :, 2:], x[0, :, :-2]) and torch.equal(out[0, :, :2], x[0, :, :1].expand(-1, 2, -1))
+    assert torch.equal(out[1, :, :, :-3], x[1, :, :, 3:]) and torch.equal(out[1, :, :, -3:], x[1, :, :, -1:].expand(-1, -1, 3))
+    assert torch.equal(out[2], x[2])
+
+
+def test_augmented_batches_are_the_plain_ones_flipped_and_shifted(shapes_folder, shapes_set, tmp_path):
+    # no label dropout: its draws come after the augmentation's, which would change them
+    plain = Trainer(replace(config(shapes_folder, tmp_path / "a", 4), label_dropout=0.0), data=shapes_set, progress=False)
+    both = Trainer(replace(config(shapes_folder, tmp_path / "b", 4), label_dropout=0.0, augment="flip+shift"),
+                   data=shapes_set, progress=False)
+    x, cond, _, _ = plain._batch(3)
+    y, cond_y, _, _ = both._batch(3)
+    assert_same(cond, cond_y)  # the same images and labels, only moved
+    assert not torch.equal(x, y)
+    # every augmented image is its plain image, maybe mirrored, then moved by at most 2 px (32 / 16)
+    for a, b in zip(x, y):
+        assert any(torch.equal(shift_images(m[None], torch.tensor([[dy, dx]]))[0], b)
+                   for m in (a, a.flip(-1)) for dy in range(-2, 3) for dx in range(-2, 3))

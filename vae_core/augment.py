@@ -3,8 +3,8 @@
 `augment(model, OUT, per_label=N)` writes N prior samples (as `cvae sample` draws them) of each
 label of the model's first factor, or of each given condition, to `OUT/<label>/`, which is a
 training folder again (sub-folder names are labels), and lists every file in `OUT/manifest.csv`
-with what made it: condition, seed, index, temperature, prior, refine passes and the weights'
-digest.
+with what made it: condition, seed, index, temperature, prior, refine passes and their step
+(`10x0.3`), and the weights' digest.
 
 Nothing is overwritten. A file is named by its seed and index (`s<seed>_<index>.png`), so another
 seed writes beside what is there. A call that finds its files already written with the same
@@ -29,7 +29,7 @@ import numpy as np
 from .files import write_text
 from .images import save_png
 from .limits import check
-from .model import REFINE_DEFAULT, CVAE
+from .model import REFINE_DEFAULT, REFINE_STEP, CVAE
 from .prior import PRIOR_CHOICES
 
 MANIFEST = "manifest.csv"
@@ -169,7 +169,9 @@ def augment(
         for i in range(per_label):
             rel = f"{t.folder}/s{seed}_{i:05d}.png"
             row = {"path": rel, "condition": t.condition, "seed": str(seed), "index": str(i), "temperature": f"{temperature:g}",
-                   "prior": prior, "refine": str(refine), "model": model_id}
+                   "prior": prior,
+                   # with the step: files drawn with other passes (full steps before 0.3) differ
+                   "refine": f"{refine}x{REFINE_STEP:g}", "model": model_id}
             old = manifest.get(rel)
             if old is None and (out_dir / rel).exists():
                 old = _png_row(out_dir / rel)

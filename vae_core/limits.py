@@ -57,7 +57,7 @@ RANGES: dict[str, Range] = {
     "top": Range(0, 1_000_000),
     "steps": Range(1, 10_000_000),
     "seed": Range(-(2**63), 2**63 - 1),
-    "refine": Range(0, 8, what="each pass is one more encode and decode"),
+    "refine": Range(0, 32, what="each pass is one more encode and decode"),
     "cond_weight": Range(-100.0, 100.0, integer=False, what="extrapolating further decodes to noise"),
     # A control's amount: 0 = the lowest value in training, 1 = the highest; beyond extrapolates.
     "control_amount": Range(-1.0, 2.0, integer=False, what="further from the trained range decodes to noise"),

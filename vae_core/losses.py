@@ -56,6 +56,11 @@ class LossConfig:
     # the source image back (L1, per-image sum). It keeps the content through a restyle, so the
     # classifier term cannot swap the emoji for a typical drawing of the target style. Unpaired.
     cycle_weight: float = 0.0
+    # The PatchGAN judges the swapped decodes too, at this share of its weight (StarGAN's
+    # adversarial loss on translated images, Choi et al. 2018): without it only reconstructions
+    # are judged, and a latent decoded under another label may come out as a fragment, since
+    # nothing asks it to look like a real drawing. Needs adv_weight > 0. Unpaired.
+    swap_adv_weight: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -324,7 +329,8 @@ class VAELoss(nn.Module):
     @property
     def swaps(self) -> bool:
         """Whether a step decodes latents under other labels (for the classifier or the cycle)."""
-        return self.style_cls is not None or (self.cfg.cycle_weight > 0 and bool(self.conditions))
+        return self.style_cls is not None or (bool(self.conditions) and (
+            self.cfg.cycle_weight > 0 or (self.cfg.swap_adv_weight > 0 and self.disc is not None)))
 
     def adversarial_active(self, step: int) -> bool:
         return self.disc is not None and step >= self.cfg.adv_start
@@ -382,11 +388,20 @@ class VAELoss(nn.Module):
             # twice and the discriminator ran it on the same reconstructions again.
             # A view of the detached leaf, not the leaf: autograd.grad cannot take a leaf when module
             # backward hooks are on (the bench's FLOP counter).
-            fake_in = x_hat.detach().requires_grad_(True).view_as(x_hat)
+            # Swapped decodes, when judged, join the same pass (and the discriminator's fake half).
+            judged = x_hat
+            if swapped is not None and cfg.swap_adv_weight > 0:
+                judged = torch.cat([x_hat, torch.sigmoid(swapped.logits)])
+            fake_in = judged.detach().requires_grad_(True).view_as(judged)
             fake = (disc or self.disc)(fake_in)
-            g_loss = -fake.mean()
+            n = len(x_hat)
+            g_loss = -fake[:n].mean()
+            if len(fake) > n:
+                g_swap = -fake[n:].mean()
+                g_loss = g_loss + cfg.swap_adv_weight * g_swap
+                logs["g_adv_swap"] = float(g_swap.detach())
             (g_at_x,) = torch.autograd.grad(g_loss, fake_in, retain_graph=True)
-            g_surrogate = (x_hat * g_at_x).sum()
+            g_surrogate = (judged * g_at_x).sum()
             # Averaged over the processes, so each scales its share of the batch alike.
             w = distributed.mean_tensor(adaptive_weight(nll, g_surrogate, last_layer)) * cfg.adv_weight
             total = total + w * (g_surrogate - g_surrogate.detach() + g_loss.detach())

@@ -11,7 +11,7 @@ from typing import Any
 from .limits import RANGES, Range, arg_type
 from .losses import LPIPS_BACKBONES, LossConfig
 from .model import RECON_LOSSES, ModelConfig
-from .train import LR_FINAL, LR_SCHEDULES, TrainConfig
+from .train import AUGMENT_CHOICES, LR_FINAL, LR_SCHEDULES, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,11 @@ SETTINGS: tuple[Setting, ...] = (
             "0 = off)", _WEIGHT),
     Setting("loss.cycle_weight", "cycle consistency of those decodes (StarGAN-style): a restyle keeps the content "
             "(0 = off)", _WEIGHT),
+    Setting("loss.swap_adv_weight", "the PatchGAN judges those decodes too, at this share of its weight (StarGAN's "
+            "adversarial loss on translated images): restyles that look like real drawings (0 = off)",
+            Range(0.0, 10.0, integer=False)),
+    Setting("augment", "training augmentation: mirror images (flip), move them by up to 1/16 of their size (shift), "
+            "or both: less overfitting on small sets", choices=AUGMENT_CHOICES),
     Setting("label_dropout", "share of labels dropped to null per batch (teaches the unconditional decoder)", "fraction"),
     Setting("val_fraction", "share of images held out for validation (by a hash of the path)", "fraction"),
     Setting("seed", "seed of the initial weights and of the batch order", "seed"),
