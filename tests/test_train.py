@@ -339,3 +339,5 @@ def test_augmented_batches_are_the_plain_ones_flipped_and_shifted(shapes_folder,
     for a, b in zip(x, y):
         assert any(torch.equal(shift_images(m[None], torch.tensor([[dy, dx]]))[0], b)
                    for m in (a, a.flip(-1)) for dy in range(-2, 3) for dx in range(-2, 3))
+    with pytest.raises(ValueError, match="augment must be one of none, flip, shift, flip\\+shift, got 'rotate'"):
+        Trainer(replace(config(shapes_folder, tmp_path / "c", 4), augment="rotate"), data=shapes_set, progress=False)

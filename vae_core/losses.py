@@ -328,7 +328,8 @@ class VAELoss(nn.Module):
 
     @property
     def swaps(self) -> bool:
-        """Whether a step decodes latents under other labels (for the classifier or the cycle)."""
+        """Whether a step decodes latents under other labels (for the classifier, the cycle or the
+        PatchGAN on swapped decodes)."""
         return self.style_cls is not None or (bool(self.conditions) and (
             self.cfg.cycle_weight > 0 or (self.cfg.swap_adv_weight > 0 and self.disc is not None)))
 
@@ -341,7 +342,7 @@ class VAELoss(nn.Module):
         swapped: Swapped | None = None, disc: nn.Module | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """`swapped`: the first latents of the batch decoded under other labels, for the style
-        classification and cycle terms. `disc`: the PatchGAN as wrapped for several processes."""
+        classification, cycle and swapped-adversarial terms. `disc`: the PatchGAN as wrapped for several processes."""
         cfg = self.cfg
         d = x[0].numel()
         nll = reconstruction_nll(self.recon, logits, x, log_sigma).mean()

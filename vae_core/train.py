@@ -148,7 +148,7 @@ class TrainResult:
 
 class TrainForward(torch.nn.Module):
     """One training forward pass, the module DistributedDataParallel wraps: the reconstruction
-    and, when the classifier or cycle terms are on, the first latents decoded under other labels
+    and, when the classifier, cycle or swapped-adversarial terms are on, the first latents decoded under other labels
     (and, for the cycle, that drawing encoded and decoded under its own labels again)."""
 
     def __init__(self, model: CVAE, cycle: bool):
@@ -297,8 +297,8 @@ class Trainer:
             flip = torch.rand(len(idx), generator=g) < 0.5
             x[flip] = x[flip].flip(-1)
         if "shift" in cfg.augment:
-            x = shift_images(x, torch.randint(-(m := max(1, round(x.shape[-1] * SHIFT_FRACTION))), m + 1,
-                                              (len(idx), 2), generator=g))
+            most = max(1, round(x.shape[-1] * SHIFT_FRACTION))
+            x = shift_images(x, torch.randint(-most, most + 1, (len(idx), 2), generator=g))
         cond = self.data.condition(idx, drop=lambda n: torch.rand(n, generator=g) < cfg.label_dropout)
         cond = {k: v.to(self.device) for k, v in cond.items()}
         eps = torch.randn(len(idx), cfg.model.latent_dim, generator=g)
