@@ -38,6 +38,10 @@ from ..vae_core.model import REFINE_DEFAULT
 
 
 CLASSIFIER_EPOCHS = 20  # measured: 10 epochs read the held-out style right 76% of the time
+# Draws of each sample row, averaged: one draw of the held-out set's size (253 on the emoji set)
+# moved FID by +-2.2 and style accuracy by +-0.024 between seeds (BENCHMARKS.md), as much as
+# the bars' margins; the spread is reported beside the mean.
+SAMPLE_DRAWS = 3
 # (transport, refine) of the restyle rows: each part alone, both, and neither.
 RESTYLE_MODES = (("none", 0), ("prior", 0), ("none", REFINE_DEFAULT), ("prior", REFINE_DEFAULT))
 
@@ -204,6 +208,15 @@ def _metadata_columns(root: Path) -> list[str]:
 
 
 # -- the tables --------------------------------------------------------------------------------------
+def _mean_row(rows: list[dict]) -> dict:
+    """The rows of several draws of one set as one: each figure's mean, and the spread (standard
+    deviation over the draws) of FID and style accuracy; None with a single draw."""
+    out = {k: (float(np.mean([r[k] for r in rows])) if isinstance(v, float) else v) for k, v in rows[0].items()}
+    for k in ("fid", "style acc"):
+        out[f"{k} sd"] = float(np.std([r[k] for r in rows], ddof=1)) if len(rows) > 1 and rows[0][k] is not None else None
+    return out
+
+
 def _set_row(name: str, images: torch.Tensor, asked: np.ndarray, ctx: dict) -> dict:
     """One evaluated set against the reference; `asked`: the label of the factor each image should show."""
     net, ref_feats, ref_imgs, heldout_nn = ctx["net"], ctx["ref_feats"], ctx["ref_images"], ctx["heldout_nn"]
@@ -246,7 +259,9 @@ def _draw(model: CVAE, styles: np.ndarray, factor: str, seed: int, temperature: 
 def bench_samples(models: dict[str, str | Path], data_root: str | Path, device: str = "cpu",
                   temperatures: tuple[float, ...] = (1.0,), priors: tuple[str, ...] = ("learned", "normal"),
                   cache_dir: str | Path = "runs/bench_cache", factor: str = "style", group: str = "group",
-                  seed: int = 0, workers: int = 2, progress: bool = False) -> list[Table]:
+                  seed: int = 0, workers: int = 2, progress: bool = False, draws: int = SAMPLE_DRAWS) -> list[Table]:
+    if not 1 <= draws <= 20:
+        raise ValueError(f"draws must be a whole number from 1 to 20, got {draws}")
     root = Path(data_root)
     first = load_model(next(iter(models.values())), device)
     val_fraction = _train_val_fraction(Path(next(iter(models.values()))))
@@ -262,8 +277,8 @@ def bench_samples(models: dict[str, str | Path], data_root: str | Path, device: 
     heldout_nn = float(nearest_rmse(real_val, ref_images).median())
     ctx = {"net": net, "ref_feats": ref_feats, "ref_images": ref_images, "heldout_nn": heldout_nn, "factor": factor}
     asked_val = data.labels[factor][val_idx]
-    cols = ["model", "set", "prior", "T", "refine", "images", "fid", "kid x1000", "precision", "recall", "density", "coverage",
-            "style acc", "nn rmse", "nn / held-out nn"]
+    cols = ["model", "set", "prior", "T", "refine", "images", "fid", "fid sd", "kid x1000", "precision", "recall", "density",
+            "coverage", "style acc", "style acc sd", "nn rmse", "nn / held-out nn"]
     quality = Table("samples", f"Sample quality on {root.name} (domain-classifier features)", cols)
     quality.rows.append({"model": "-", **_set_row("real held-out", real_val, asked_val, ctx)})
     quality.rows.append({"model": "-", **_set_row("real held-out, blurred (sigma 1 px)", blur(real_val), asked_val, ctx)})
@@ -286,9 +301,9 @@ def bench_samples(models: dict[str, str | Path], data_root: str | Path, device: 
                 continue
             for t in temperatures:
                 for refine in sorted({0, REFINE_DEFAULT}):  # as drawn before refining existed, and now
-                    samples = _draw(model, asked_val, factor, seed, t, prior, refine=refine)
-                    quality.rows.append({"model": name, "prior": prior, "T": t, "refine": refine,
-                                         **_set_row("samples", samples, asked_val, ctx)})
+                    rows = [_set_row("samples", _draw(model, asked_val, factor, seed + 1000 * i, t, prior, refine=refine),
+                                     asked_val, ctx) for i in range(draws)]
+                    quality.rows.append({"model": name, "prior": prior, "T": t, "refine": refine, **_mean_row(rows)})
         default = "learned" if model.prior is not None else "normal"
         for s, label in enumerate(data.vocab[factor]):
             ref_s = ref_feats[torch.from_numpy(data.labels[factor][train_idx] == s)]
@@ -328,7 +343,8 @@ def bench_samples(models: dict[str, str | Path], data_root: str | Path, device: 
         "nn rmse: median pixel RMSE to the nearest training image; nn / held-out nn below 1 means samples sit closer "
         "to training images than new real images do (replay)",
         "samples: one `model.sample(n, style=S, seed, T, refine)` call per style, the learned prior where the model "
-        f"has one; refine: decode-and-encode passes after drawing ({REFINE_DEFAULT} is the default)",
+        f"has one; refine: decode-and-encode passes after drawing ({REFINE_DEFAULT} is the default); the mean of "
+        f"{draws} draw(s) (seeds {seed}, {seed} + 1000, ...), sd: their standard deviation",
     ]
     transfer.notes += [
         "each held-out image of an emoji drawn in all styles, encoded in its own style and decoded as each other, "

@@ -38,6 +38,9 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--priors", nargs="+", choices=PRIOR_CHOICES, default=list(PRIOR_CHOICES),
                    help="samples: which priors to score (learned only where the model has one)")
     g.add_argument("--cache", default="runs/bench_cache", help="samples: where the domain classifier is cached")
+    g.add_argument("--draws", type=int, default=None,
+                   help="samples: draws of each sample row, averaged, with their spread (default: SAMPLE_DRAWS in "
+                        "bench/samples.py; 1 with --quick)")
     g.add_argument("--data", default=str(SHARED_DATA / "emoji_styles"), help="quality: the emoji folder (metadata.csv with a key column)")
     g.add_argument("--runs", nargs="+", default=[], metavar="RUN_DIR", help="curve: run folders (validation history vs time)")
     g = p.add_argument_group("nll")
@@ -55,6 +58,7 @@ def _quick(a: argparse.Namespace) -> None:
     a.batch_size, a.repeats, a.resolutions, a.frames, a.sizes = 4, 1, [32, 64], 24, [8, 24]
     a.settings = a.settings or ["mse", "mse+adv"]
     a.k, a.test_images = min(a.k, 16), min(a.test_images, 8)
+    a.draws = a.draws or 1
 
 
 def _model_name(path: str) -> str:
@@ -112,13 +116,13 @@ def run_part(part: str, a: argparse.Namespace) -> list:
     if part == "samples":
         if not a.models:
             raise ValueError("bench samples: give the models to score, e.g. --models assets/cvae_emoji_64.safetensors")
-        from ..bench.samples import bench_samples
+        from ..bench.samples import SAMPLE_DRAWS, bench_samples
 
         for t in a.temperatures:
             if not (0 <= t <= 3):
                 raise ValueError(f"--temperatures: {t} is outside 0..3")
         return bench_samples(_load_models(a.models), a.data, a.device, tuple(a.temperatures), tuple(a.priors),
-                             cache_dir=a.cache, progress=not a.json)
+                             cache_dir=a.cache, progress=not a.json, draws=SAMPLE_DRAWS if a.draws is None else a.draws)
     if part == "disentangle":
         if not a.models:
             raise ValueError("bench disentangle: give the models to score, e.g. --models assets/cvae_emoji_64.safetensors")

@@ -42,6 +42,16 @@ def test_precision_recall_density_coverage_on_overlapping_and_disjoint_sets():
     assert d == 0.0 and c == 0.0
 
 
+def test_draws_of_a_row_average_to_one_row_with_their_spread():
+    rows = [{"set": "samples", "images": 4, "fid": 10.0, "style acc": 0.8, "precision": 0.5},
+            {"set": "samples", "images": 4, "fid": 14.0, "style acc": 0.9, "precision": 0.7}]
+    row = bs._mean_row(rows)
+    assert row["set"] == "samples" and row["images"] == 4
+    assert row["fid"] == pytest.approx(12.0) and row["precision"] == pytest.approx(0.6)
+    assert row["fid sd"] == pytest.approx(2 ** 0.5 * 2) and row["style acc sd"] == pytest.approx(0.05 * 2 ** 0.5)
+    assert bs._mean_row(rows[:1])["fid sd"] is None
+
+
 def test_nearest_rmse_finds_replayed_images():
     ref = torch.rand(20, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     replay = ref[[3, 7]].clone()
@@ -52,7 +62,7 @@ def test_nearest_rmse_finds_replayed_images():
 def test_the_samples_part_on_a_tiny_folder(styled_model, tmp_path, capsys):
     root, run_dir = styled_model
     argv = ["bench", "samples", "--models", f"tiny={run_dir / 'model.safetensors'}", "--data", str(root),
-            "--cache", str(tmp_path / "cache"), "--temperatures", "0.5", "1", "--json"]
+            "--cache", str(tmp_path / "cache"), "--temperatures", "0.5", "1", "--draws", "2", "--json"]
     assert main(argv) == 0
     quality, per_style, transfer = json.loads(capsys.readouterr().out)["tables"]
     assert len(list((tmp_path / "cache").glob("domain_classifier_*.safetensors"))) == 1
@@ -65,6 +75,10 @@ def test_the_samples_part_on_a_tiny_folder(styled_model, tmp_path, capsys):
         row = rows[key]
         assert row["images"] == real["images"] and row["fid"] >= 0 and 0 <= row["style acc"] <= 1
         assert 0 <= row["precision"] <= 1 and 0 <= row["coverage"] <= 1
+        if key[0] == "samples":  # two draws with their own seeds: a mean and a spread
+            assert row["fid sd"] > 0 and row["style acc sd"] >= 0
+        else:
+            assert row.get("fid sd") is None
     assert rows[("reconstructions (held-out)", None, None)]["psnr"] > 5
     assert [r["style"] for r in per_style["rows"]] == list(STYLES)
     modes = {(r["transport"], r["refine"]) for r in transfer["rows"]}
