@@ -223,18 +223,19 @@ class CVAEFitPrior:
         return {"required": {
             "model": model_input("The model to give a prior."),
             "folder": ("STRING", {"default": "samples", "tooltip": "Image folder labelled like the training data (sub-folders or metadata.csv); absolute, or relative to the input folder. 'samples' is the bundled set."}),
-            "components": ("INT", {"default": d.components, "min": 1, "max": 1024, "step": 1, "tooltip": "Mixture components shared by all labels; more follow the encodings more closely; a folder with fewer than twice as many images uses fewer."}),
+            "components": ("INT", {"default": d.components, "min": 1, "max": 1024, "step": 1, "tooltip": "Mixture components in all; more follow the encodings more closely; a folder with fewer than twice as many images uses fewer."}),
             "seed": seed_input("Seed of the fit (initial centres, posterior draws)."),
+            "per_label": ("BOOLEAN", {"default": d.per_label, "tooltip": "On: the components are split among the labels of the model's first condition, each label's share fitted to its own images (samples show the asked style more often). Off: components shared by all labels."}),
         }}
 
     @classmethod
     def IS_CHANGED(cls, folder="", **_):
         return folder_state(folder)
 
-    def fit(self, model, folder, components, seed):
+    def fit(self, model, folder, components, seed, per_label=PriorConfig.per_label):
         root = comfy.resolve_folder(folder, "folder")
         fitted = copy.deepcopy(model)  # the loaded model is cached and shared with other nodes
-        prior, skipped = fit_prior_on_folder(fitted, root, PriorConfig(components=components, seed=seed % 2**31),
+        prior, skipped = fit_prior_on_folder(fitted, root, PriorConfig(components=components, per_label=per_label, seed=seed % 2**31),
                                              workers=loader_workers(str(root)))
         info = (f"prior: {prior.info['components']} components fitted to {prior.info['images']} images in {root}"
                 + (f"; skipped {len(skipped)} unreadable file(s), first {skipped[0][0]}" if skipped else ""))

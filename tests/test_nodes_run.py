@@ -228,6 +228,9 @@ def test_fit_prior_gives_a_copy_of_the_model_a_prior_and_leaves_the_input_alone(
     before = {k: v.clone() for k, v in tiny_model.prior.state_dict().items()}
     model, info = run(pack, "CVAEFitPrior", model=tiny_model, folder=str(env._input_dir), components=3, seed=1)
     assert model is not tiny_model and model.prior.components == 3 and "3 components" in info
+    assert model.prior.info["split_by"] == "label"  # per label unless the widget says otherwise
+    shared, _ = run(pack, "CVAEFitPrior", model=tiny_model, folder=str(env._input_dir), components=3, seed=1, per_label=False)
+    assert shared.prior.info["split_by"] is None and not torch.equal(shared.prior.means, model.prior.means)
     assert all(torch.equal(v, tiny_model.prior.state_dict()[k]) for k, v in before.items())
     z = torch.randn(2, model.config.latent_dim)
     with torch.inference_mode():

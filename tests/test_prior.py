@@ -81,6 +81,36 @@ def test_fitting_refuses_broken_encodings():
         PriorConfig(components=0)
 
 
+def test_per_label_components_follow_each_labels_own_latents():
+    g = torch.Generator().manual_seed(0)
+    z = torch.cat([torch.randn(2000, 2, generator=g), 3 * torch.randn(2000, 2, generator=g)])  # same centre
+    labels = {"style": np.repeat([0, 1], 2000)}
+    split = fit_mixture(z, labels, VOCAB, PriorConfig(components=2))
+    shared = fit_mixture(z, labels, VOCAB, PriorConfig(components=1, per_label=False))
+    assert split.components == 2 and split.info["split_by"] == "style" and shared.info["split_by"] is None
+    for label, std in (("a", 1.0), ("b", 3.0)):
+        cond = make_condition(VOCAB, f"style={label}")
+        assert float(split.sample(4000, torch.Generator().manual_seed(1), 1.0, cond).std()) == pytest.approx(std, rel=0.08)
+        # One shared component cannot tell the labels apart: both draw from the pooled spread.
+        assert float(shared.sample(4000, torch.Generator().manual_seed(1), 1.0, cond).std()) == pytest.approx(2.24, rel=0.08)
+    assert split.log_weights.exp().tolist() == pytest.approx([0.5, 0.5], abs=1e-6)
+    # Uneven labels still get exactly the asked number of components, in proportion.
+    uneven = fit_mixture(z[:2500], {"style": labels["style"][:2500]}, VOCAB, PriorConfig(components=5))
+    assert uneven.components == 5 and sorted(uneven.label_logp("style").argmax(1).tolist()) == [0, 0, 0, 0, 1]
+
+
+def test_latents_without_a_label_get_components_that_favour_no_label():
+    z, labels = two_clusters()
+    unknown = labels["style"].copy()
+    unknown[::4] = -1
+    prior = fit_mixture(z, {"style": unknown}, VOCAB, PriorConfig(components=8))
+    p = prior.label_logp("style").exp()
+    assert prior.components == 8 and float(prior.log_weights.exp().sum()) == pytest.approx(1.0, abs=1e-5)
+    neutral = (p - 0.5).abs().max(1).values < 1e-6
+    assert int(neutral.sum()) == 2  # a quarter of the latents, a quarter of the components
+    assert float(p[~neutral].max(1).values.min()) > 0.97  # one smoothing pseudo-count in ~100 latents
+
+
 # -- in the model file ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def plain_model_path(tiny_model_path, tmp_path_factory):
@@ -259,3 +289,54 @@ def test_sampling_refines_by_decoding_and_encoding_again(model_with_prior):
         assert not torch.allclose(m.refine(z, c, 1), full, atol=1e-3)
     with pytest.raises(ValueError, match="refine must be a whole number from 0 to 32"):
         m.sample(4, c, refine=33)
+
+
+# -- merge: a model between two others' weights, given its own prior ------------------------------
+@pytest.fixture(scope="module")
+def fine_tuned_path(tiny_model_path, shapes_folder, tmp_path_factory):
+    """The tiny model fine-tuned 20 real steps further: the second end of a merge."""
+    from conftest import tiny_config
+
+    from cvae_art.vae_core.train import train
+
+    cfg = tiny_config(shapes_folder, tmp_path_factory.mktemp("fine"), steps=20)
+    cfg.init, cfg.seed = str(tiny_model_path), 3
+    return train(cfg, progress=False).run_dir / "model.safetensors"
+
+
+def test_merge_writes_the_weights_between_with_a_fitted_prior(tiny_model_path, fine_tuned_path, shapes_folder, tmp_path):
+    first, second = load_model(tiny_model_path, "cpu"), load_model(fine_tuned_path, "cpu")
+    out = tmp_path / "merged.safetensors"
+    assert main(["merge", str(tiny_model_path), str(fine_tuned_path), str(shapes_folder), "--weight", "0.25",
+                 "--out", str(out), "--workers", "0"]) == 0
+    merged = load_model(out, "cpu")
+    a, b, m = first.state_dict(), second.state_dict(), merged.state_dict()
+    moved = [k for k in b if not k.startswith("prior.") and not torch.equal(a[k], b[k])]
+    assert moved  # the fine-tune changed weights, so the check below can fail
+    for k in moved:
+        assert torch.allclose(m[k], 0.75 * a[k] + 0.25 * b[k], atol=1e-6), k
+    # Its own prior, fitted to its own encodings of the training split, not either input's.
+    assert merged.has_learned_prior and merged.prior.info["images"] == second.prior.info["images"]
+    assert not torch.equal(merged.prior.means, second.prior.means)
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["merged"]["weight"] == 0.25 and meta["train_config"]["val_fraction"] == 0.1
+
+
+def test_merge_refuses_other_architectures_weights_out_of_range_and_its_inputs_as_output(
+        tiny_model_path, fine_tuned_path, shapes_folder, tmp_path, capsys):
+    from cvae_art.vae_core.model import CVAE, ModelConfig
+
+    other = load_model(tiny_model_path, "cpu").config.to_dict() | {"latent_dim": 8}
+    wider = save_model(CVAE(ModelConfig.from_dict(other)), tmp_path / "latent8.safetensors")
+    before = fine_tuned_path.read_bytes()
+    args = [str(tiny_model_path), str(fine_tuned_path), str(shapes_folder), "--workers", "0"]
+    assert main(["merge", *args, "--weight", "0.5", "--out", str(fine_tuned_path)]) == 2
+    assert main(["merge", str(tiny_model_path), str(wider), str(shapes_folder), "--weight", "0.5",
+                 "--out", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "is an input model" in err and "differ in latent_dim" in err
+    for bad in ("1.5", "nan", "-0.1"):
+        with pytest.raises(SystemExit):
+            main(["merge", *args, "--weight", bad, "--out", str(tmp_path / "y.safetensors")])
+        assert "--weight" in capsys.readouterr().err
+    assert fine_tuned_path.read_bytes() == before and not list(tmp_path.glob("[xy].safetensors"))

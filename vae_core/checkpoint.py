@@ -18,6 +18,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from .device import resolve_device
 from .files import atomic_write, write_json
+from .limits import check
 from .model import CVAE, ModelConfig
 from .prior import MixturePrior
 
@@ -108,6 +109,24 @@ def save_with_prior(src: str | Path, model: CVAE, out: str | Path) -> Path:
     extra = {k: v for k, v in meta.items() if k not in model_metadata(model, 0)}
     half = any(v.dtype == torch.float16 for v in load_file(str(src)).values())
     return save_model(model, out, int(meta.get("step", 0)), extra, dtype=torch.float16 if half else None)
+
+
+def merge_models(a: CVAE, b: CVAE, weight: float) -> CVAE:
+    """A new model whose every weight is (1 - weight) * a's + weight * b's, without a prior.
+
+    Weight-space ensembling (Wortsman et al. 2022, WiSE-FT): where b was fine-tuned from a, the
+    weights between them trade what the fine-tune gained against what it cost (BENCHMARKS,
+    *merge*: the bundled model). Both must share one config and label set; the prior is dropped
+    because it described one model's encodings: fit a new one (`fit_prior_on_folder`)."""
+    weight = float(check("merge_weight", weight, "weight"))
+    if a.config.to_dict() != b.config.to_dict():
+        diff = sorted(k for k, v in a.config.to_dict().items() if b.config.to_dict().get(k) != v)
+        raise CheckpointError(f"the models differ in {', '.join(diff)}; only models of one architecture and label set merge")
+    merged = CVAE(b.config)
+    sa, sb = a.state_dict(), b.state_dict()
+    merged.load_state_dict({k: torch.lerp(sa[k].float().cpu(), v.float().cpu(), weight)
+                            for k, v in sb.items() if not k.startswith("prior.")})
+    return merged.eval()
 
 
 def weights_digest(model: CVAE) -> str:

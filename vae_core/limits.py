@@ -68,6 +68,8 @@ RANGES: dict[str, Range] = {
     "loss_weight": Range(0.0, 1e7, integer=False),
     "fraction": Range(0.0, 0.9, integer=False),
     "minutes": Range(0.0, 1e6, integer=False),
+    # 0: the first model's weights, 1: the second's; beyond would extrapolate away from both.
+    "merge_weight": Range(0.0, 1.0, integer=False),
 }
 
 

@@ -42,6 +42,10 @@ TRANSPORT_CHOICES = ("prior", "none")
 @dataclass
 class PriorConfig:
     components: int = 64
+    # Split the components among the labels of the model's first condition, each share fitted to
+    # that label's encodings: p(z | c) then follows each label's own encodings instead of shared
+    # components that blur the labels into each other (BENCHMARKS, samples: FID and style).
+    per_label: bool = True
     draws: int = 4  # posterior draws per image: the aggregate posterior, not just the means
     iterations: int = 60
     shrinkage: float = 0.0  # pseudo-points toward the pooled covariance; 0: latent_dim
@@ -237,28 +241,27 @@ def _kmeans_init(x: torch.Tensor, k: int, g: torch.Generator, iters: int = 10) -
     return c
 
 
-def fit_mixture(
-    z: torch.Tensor, labels: dict[str, np.ndarray | torch.Tensor], conditions: dict[str, list[str]],
-    cfg: PriorConfig | None = None, progress: bool = False,
-) -> MixturePrior:
-    """EM for the joint mixture on latents z [N, d] with integer labels per factor (-1 = unknown)."""
-    cfg = cfg or PriorConfig()
-    z = torch.as_tensor(z).double().cpu()
-    if z.dim() != 2 or z.shape[0] < 2:
-        raise PriorError(f"need at least 2 latents to fit a prior, got {list(z.shape)}")
-    if not torch.isfinite(z).all():
-        raise PriorError("the encodings contain NaN or infinite values; the model is broken or the images are")
-    n, d = z.shape
-    k = min(cfg.components, n // 2 if n >= 4 else 1)
-    g = torch.Generator().manual_seed(cfg.seed)
-    y = {f: torch.as_tensor(np.asarray(labels[f])).long() for f in conditions if f in labels}
-    pooled = torch.cov(z.T) + 1e-6 * torch.eye(d, dtype=z.dtype)
-    nu = cfg.shrinkage or float(d)
+def _shares(sizes: list[int], k: int) -> list[int]:
+    """k components split in proportion to the group sizes (largest remainders), at least one each."""
+    exact = [k * m / sum(sizes) for m in sizes]
+    out = [max(1, int(e)) for e in exact]
+    for i in sorted(range(len(sizes)), key=lambda i: int(exact[i]) - exact[i]):
+        if sum(out) >= k:
+            break
+        out[i] += 1
+    return out
 
+
+def _em(z: torch.Tensor, y: dict[str, torch.Tensor], conditions: dict[str, list[str]], k: int, cfg: PriorConfig,
+        pooled: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict, float, int]:
+    """EM for one joint mixture of k components on z [N, d] (float64): log weights, means,
+    Cholesky factors, per-factor label log-probabilities, the final mean log-likelihood and the
+    iterations run."""
+    n, d = z.shape
+    nu = cfg.shrinkage or float(d)
     means = _kmeans_init(z, k, g)
     assign = torch.cdist(z, means).argmin(1)
     resp = torch.nn.functional.one_hot(assign, k).double()
-    prior = MixturePrior(d, k, conditions)
     last = -math.inf
     for it in range(cfg.iterations):
         # M-step
@@ -279,11 +282,6 @@ def fit_mixture(
                 known = y[f] >= 0
                 counts += resp[known].T @ torch.nn.functional.one_hot(y[f][known], len(labs)).double()
             label_logp[f] = torch.log(counts / counts.sum(1, keepdim=True).clamp(min=1e-30))
-        prior.log_weights.copy_(log_w.float())
-        prior.means.copy_(means.float())
-        prior.scale_tril.copy_(tril.float())
-        for f, lp in label_logp.items():
-            prior.label_logp(f).copy_(lp.float())
         # E-step, in float64: the log-densities of 128-d Gaussians span hundreds of nats
         joint = gaussian_log_probs(z, means, tril) + log_w
         for f, labs in y.items():
@@ -295,6 +293,50 @@ def fit_mixture(
         if ll - last < cfg.tol:
             break
         last = ll
+    return log_w, means, tril, label_logp, ll, it + 1
+
+
+def fit_mixture(
+    z: torch.Tensor, labels: dict[str, np.ndarray | torch.Tensor], conditions: dict[str, list[str]],
+    cfg: PriorConfig | None = None, progress: bool = False,
+) -> MixturePrior:
+    """EM for the joint mixture on latents z [N, d] with integer labels per factor (-1 = unknown).
+
+    With `cfg.per_label`, the components are split among the labels of the first factor in
+    proportion to their latents and each label's share is fitted to that label's latents alone
+    (latents without that label form a group of their own); otherwise all components are shared."""
+    cfg = cfg or PriorConfig()
+    z = torch.as_tensor(z).double().cpu()
+    if z.dim() != 2 or z.shape[0] < 2:
+        raise PriorError(f"need at least 2 latents to fit a prior, got {list(z.shape)}")
+    if not torch.isfinite(z).all():
+        raise PriorError("the encodings contain NaN or infinite values; the model is broken or the images are")
+    n, d = z.shape
+    g = torch.Generator().manual_seed(cfg.seed)
+    y = {f: torch.as_tensor(np.asarray(labels[f])).long() for f in conditions if f in labels}
+    pooled = torch.cov(z.T) + 1e-6 * torch.eye(d, dtype=z.dtype)
+    nu = cfg.shrinkage or float(d)
+
+    split = next(iter(conditions), None) if cfg.per_label else None
+    groups = [torch.ones(n, dtype=torch.bool)] if split not in y else [
+        y[split] == v for v in torch.unique(y[split]).tolist()]
+    sizes = [int(rows.sum()) for rows in groups]
+    fits = []
+    for rows, m, k in zip(groups, sizes, _shares(sizes, cfg.components)):
+        # Each group's covariances shrink toward the pooled one of all latents: a small label stays
+        # well conditioned even with fewer latents than dimensions.
+        fit = _em(z[rows], {f: v[rows] for f, v in y.items()}, conditions, min(k, m // 2 if m >= 4 else 1),
+                  cfg, pooled, g)
+        fits.append((math.log(m / n), fit))
+    k = sum(len(fit[1]) for _, fit in fits)
+    prior = MixturePrior(d, k, conditions)
+    prior.log_weights.copy_(torch.cat([share + fit[0] for share, fit in fits]).float())
+    prior.means.copy_(torch.cat([fit[1] for _, fit in fits]).float())
+    prior.scale_tril.copy_(torch.cat([fit[2] for _, fit in fits]).float())
+    for f in conditions:
+        prior.label_logp(f).copy_(torch.cat([fit[3][f] for _, fit in fits]).float())
+    ll = sum(math.exp(share) * (fit[4] + share) for share, fit in fits)
+    iterations = max(fit[5] for _, fit in fits)
     for f, labs in conditions.items():
         for i in range(len(labs)):
             pts = z[y[f] == i] if f in y else z[:0]
@@ -303,9 +345,10 @@ def fit_mixture(
             getattr(prior, f"label_mean_{f}")[i] = mean.float()
             getattr(prior, f"label_cov_{f}")[i] = ((scatter + nu * pooled) / (len(pts) + nu)).float()
     if progress:
-        print(f"prior: EM stopped after {it + 1} iterations, log-likelihood {ll:.3f} per latent")
+        print(f"prior: EM stopped after {iterations} iterations, log-likelihood {ll:.3f} per latent")
     prior.info = {"kind": "mixture", "config": cfg.to_dict(), "components": k, "latents": n,
-                  "iterations": it + 1, "log_likelihood_per_latent": ll}
+                  "iterations": iterations, "log_likelihood_per_latent": ll,
+                  "split_by": split if split in y else None}
     return prior
 
 
