@@ -64,9 +64,8 @@ def _merge_run(a: argparse.Namespace) -> int:
     from pathlib import Path
 
     import torch
-    from safetensors.torch import load_file
 
-    from ..vae_core.checkpoint import CheckpointError, load_model, merge_models, save_model, weights_digest
+    from ..vae_core.checkpoint import CheckpointError, load_model, merge_models, save_model, stored_in_half, weights_digest
     from ..vae_core.device import resolve_device
     from ..vae_core.prior import PriorConfig, fit_prior_on_folder
 
@@ -84,7 +83,7 @@ def _merge_run(a: argparse.Namespace) -> int:
     prior, skipped = fit_prior_on_folder(merged, a.data, PriorConfig(seed=a.seed), workers=a.workers, progress=True)
     for path, why in skipped:
         print(f"skipped {path}: {why}", file=sys.stderr)
-    half = all(any(v.dtype == torch.float16 for v in load_file(str(m)).values()) for m in (a.first, a.second))
+    half = stored_in_half(a.first) and stored_in_half(a.second)
     extra = {"train_config": second.train_config,
              "merged": {"first": str(a.first), "second": str(a.second), "weight": a.weight,
                         "digests": [weights_digest(first), weights_digest(second)]}}

@@ -107,8 +107,12 @@ def save_with_prior(src: str | Path, model: CVAE, out: str | Path) -> Path:
         raise CheckpointError(f"--out {out} is the input model; write the model with its prior to a new file")
     meta = read_metadata(src)
     extra = {k: v for k, v in meta.items() if k not in model_metadata(model, 0)}
-    half = any(v.dtype == torch.float16 for v in load_file(str(src)).values())
-    return save_model(model, out, int(meta.get("step", 0)), extra, dtype=torch.float16 if half else None)
+    return save_model(model, out, int(meta.get("step", 0)), extra, dtype=torch.float16 if stored_in_half(src) else None)
+
+
+def stored_in_half(path: str | Path) -> bool:
+    """Whether a model file keeps its weights in float16 (a model derived from it should too)."""
+    return any(v.dtype == torch.float16 for v in load_file(str(path)).values())
 
 
 def merge_models(a: CVAE, b: CVAE, weight: float) -> CVAE:
@@ -116,7 +120,7 @@ def merge_models(a: CVAE, b: CVAE, weight: float) -> CVAE:
 
     Weight-space ensembling (Wortsman et al. 2022, WiSE-FT): where b was fine-tuned from a, the
     weights between them trade what the fine-tune gained against what it cost (BENCHMARKS,
-    *merge*: the bundled model). Both must share one config and label set; the prior is dropped
+    *An eighth attempt*: the bundled model). Both must share one config and label set; the prior is dropped
     because it described one model's encodings: fit a new one (`fit_prior_on_folder`)."""
     weight = float(check("merge_weight", weight, "weight"))
     if a.config.to_dict() != b.config.to_dict():

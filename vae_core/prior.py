@@ -7,9 +7,11 @@ a prior; fitting one after training is the "two-stage" / ex-post density estimat
 Ghosh et al. 2020, "From variational to deterministic autoencoders").
 
 The mixture is joint over latents and labels: p(z, c) = sum_k pi_k prod_f p(c_f | k) N(z | mu_k, S_k),
-so p(z | c) is the same components re-weighted by how often each label falls in them. A blend of
-labels mixes those weights, a null factor leaves them as they are, and a latent that carries no
-style (see the latent style adversary in losses.py) gives nearly the same mixture for every style.
+so p(z | c) is the components re-weighted by how often each label falls in them. By default
+(`PriorConfig.per_label`) each label of the first factor gets its own share of the components,
+fitted to its encodings alone, so p(c | k) is nearly one-hot; shared components blur the labels
+into each other where the encodings of different labels overlap. A blend of labels mixes the
+weights, and a null factor leaves them as they are.
 
 Covariances are MAP estimates shrunk toward the pooled covariance (an inverse-Wishart prior with
 `shrinkage` pseudo-points), so a component fitted to few points stays well conditioned.
