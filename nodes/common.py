@@ -9,6 +9,8 @@ import torch
 
 from ..vae_core.conditions import CONTROL_WIDTH, Cond, repeat_condition
 from ..vae_core.limits import widget
+from ..vae_core.model import REFINE_DEFAULT
+from ..vae_core.prior import TRANSPORT_CHOICES
 from ..vae_core.schedule import EASINGS
 from ..vae_core.walk import decode_chunks
 from .comfy import Progress
@@ -31,6 +33,14 @@ def seed_input(tooltip: str) -> tuple:
 
 def cond_input(tooltip: str) -> tuple:
     return (COND_TYPE, {"tooltip": tooltip})
+
+
+def restyle_inputs() -> dict:
+    """transport and refine, as Restyle Folder and Restyle Latent both take them."""
+    return {
+        "transport": (list(TRANSPORT_CHOICES), {"default": TRANSPORT_CHOICES[0], "tooltip": "prior: move each latent from the source style's part of the learned prior to the target style's (closer to real drawings in that style); none: decode it as encoded. Models without a learned prior always use none."}),
+        "refine": ("INT", {"default": REFINE_DEFAULT, **widget("refine"), "step": 1, "tooltip": "Passes that decode in the target style and encode the drawing again, each moving the latent part of the way there (0: one decode): they pull it onto how the model draws that style, closer to a real drawing in it."}),
+    }
 
 
 def latent_input(tooltip: str) -> tuple:

@@ -19,7 +19,7 @@ from ..vae_core.prior import TRANSPORT_CHOICES
 from ..vae_core.model import REFINE_DEFAULT
 from ..vae_core.restyle import restyle_folder
 from . import comfy
-from .common import cond_input, model_input, seed_input, single_cond, split_names, to_bchw
+from .common import cond_input, model_input, restyle_inputs, seed_input, single_cond, split_names, to_bchw
 
 log = logging.getLogger("cvae_art")
 
@@ -160,9 +160,8 @@ class CVAERestyleFolder:
             },
             "optional": {
                 "source_cond": cond_input("The source images' style; not connected = each file's first sub-folder name when it is a label, else unknown."),
-                # Optional, so workflows saved before it existed still validate.
-                "transport": (list(TRANSPORT_CHOICES), {"default": TRANSPORT_CHOICES[0], "tooltip": "prior: move each latent from the source style's part of the learned prior to the target style's (closer to real drawings in that style); none: decode it as encoded. Models without a learned prior always use none."}),
-                "refine": ("INT", {"default": REFINE_DEFAULT, **widget("refine"), "step": 1, "tooltip": "Passes that decode in the target style and encode the drawing again, each moving the latent part of the way there (0: one decode): they pull it onto how the model draws that style, closer to a real drawing in it."}),
+                # Optional, so workflows saved before they existed still validate.
+                **restyle_inputs(),
             },
         }
 

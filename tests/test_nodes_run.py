@@ -263,6 +263,30 @@ def test_encode_decode_reconstructs_in_comfyui_layout(pack, env, tiny_model, sha
     assert torch.equal(s1["z"], s2["z"]) and not torch.equal(s1["z"], lat["z"])
 
 
+def test_restyle_latent_moves_latents_into_the_target_style(pack, env, tiny_model, shapes_folder):
+    disc, ring = tiny_model.condition("label=disc"), tiny_model.condition("label=ring")
+    (lat,) = run(pack, "CVAEEncode", model=tiny_model, image=shapes_image(shapes_folder, 4), mode="mean",
+                 seed=0, cond=disc)
+    (moved,) = run(pack, "CVAERestyleLatent", model=tiny_model, latent=lat, source=disc, target=ring)
+    z, m = lat["z"], moved["z"]
+    assert m.shape == z.shape and not torch.equal(m, z)
+    # Carried into the target's part of the prior: more likely under ring, less under disc.
+    prior = tiny_model.prior
+    assert float(prior.log_prob(m, tiny_model.condition("label=ring", 4)).mean()) > \
+        float(prior.log_prob(z, tiny_model.condition("label=ring", 4)).mean())
+    # Nothing to do: no transport, no refine, or the same style without refine.
+    (kept,) = run(pack, "CVAERestyleLatent", model=tiny_model, latent=lat, source=disc, target=ring, transport="none", refine=0)
+    (same,) = run(pack, "CVAERestyleLatent", model=tiny_model, latent=lat, source=disc, target=disc, refine=0)
+    assert torch.equal(kept["z"], z) and torch.equal(same["z"], z)
+    # One latent and a batch of targets: one latent per target, each as if restyled alone.
+    (both,) = run(pack, "CVAEConditionBatch", cond_a=disc, cond_b=ring)
+    (pair,) = run(pack, "CVAERestyleLatent", model=tiny_model, latent={"z": z[:1]}, source=disc, target=both)
+    (alone,) = run(pack, "CVAERestyleLatent", model=tiny_model, latent={"z": z[:1]}, source=disc, target=disc)
+    assert torch.allclose(pair["z"][0], alone["z"][0], atol=1e-5) and torch.allclose(pair["z"][1], m[0], atol=1e-5)
+    with pytest.raises(ValueError, match="source: .*batch 2, expected 1 or 4"):
+        run(pack, "CVAERestyleLatent", model=tiny_model, latent=lat, source=both, target=ring)
+
+
 def test_decode_rejects_latents_of_another_model(pack, env, tiny_model):
     with pytest.raises(ValueError, match="has 7 dims but the model has 16"):
         run(pack, "CVAEDecode", model=tiny_model, latent={"z": torch.zeros(1, 7)})
