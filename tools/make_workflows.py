@@ -272,13 +272,14 @@ def latent_walk() -> Graph:
     g = Graph("latent_walk")
     g.note(0, """
 A looping video that glides through random emoji.
-CVAE Sample draws 5 keyframe latents from the model's learned prior (seed 8, picked by looking at
-seeds 0-23; temperature 0.85, where `cvae bench samples` scores samples best); CVAE Render Walk
+CVAE Sample draws 5 keyframe latents from the model's learned prior (seed 154: of seeds 0-199,
+one of the eight whose keyframes the bench's classifier recognised most surely, and the one that
+looked best; temperature 0.85, where `cvae bench samples` scores samples best); CVAE Render Walk
 slerps between them with ease-in-out, returns to the first (loop) and writes an MP4 upscaled to 256 px.
 Try: another seed, temperature 0.6-1.2, more frames, or another style label.""")
     model = load_model(g)
     style = g.add("CVAECondition", "Style", 0, model=model["model"], factor="style", label="noto")
-    keys = g.add("CVAESample", "Keyframes: 5 random emoji", 1, model=model["model"], count=5, seed=8, temperature=0.85,
+    keys = g.add("CVAESample", "Keyframes: 5 random emoji", 1, model=model["model"], count=5, seed=154, temperature=0.85,
                  cond=style["cond"])
     stills = g.add("CVAESaveImages", "Save keyframes", 2, images=keys["image"], filename_prefix="cvae/latent_walk_keys")
     render = g.add("CVAERenderWalk", "Render walk to MP4", 2, gap=20, model=model["model"], latents=keys["latent"],
