@@ -61,23 +61,27 @@ def _merge_args(p: argparse.ArgumentParser) -> None:
 
 
 def _merge_run(a: argparse.Namespace) -> int:
-    from pathlib import Path
+    import warnings
 
     import torch
 
-    from ..vae_core.checkpoint import CheckpointError, load_model, merge_models, save_model, stored_in_half, weights_digest
+    from ..vae_core.checkpoint import (
+        load_model,
+        merge_models,
+        refuse_input_as_output,
+        save_model,
+        stored_in_half,
+        weights_digest,
+    )
     from ..vae_core.device import resolve_device
     from ..vae_core.prior import PriorConfig, fit_prior_on_folder
 
-    out = Path(a.out)
-    for given in (a.first, a.second):
-        if out.resolve() == Path(given).resolve():
-            raise CheckpointError(f"--out {out} is an input model; write the merged model to a new file")
+    refuse_input_as_output(a.out, a.first, a.second)
     first, second = load_model(a.first, "cpu"), load_model(a.second, "cpu")
     fractions = {m.train_config.get("val_fraction") for m in (first, second)}
     if len(fractions) > 1:
-        print(f"warning: the two models held out different validation fractions ({sorted(map(str, fractions))}); "
-              "figures on the merged model's validation split are not fully held out", file=sys.stderr)
+        warnings.warn(f"the two models held out different validation fractions ({sorted(map(str, fractions))}); "
+                      "figures on the merged model's validation split are not fully held out")
     merged = merge_models(first, second, a.weight).to(resolve_device(a.device))
     merged.train_config = second.train_config  # the validation split fit-prior and the bench leave out
     prior, skipped = fit_prior_on_folder(merged, a.data, PriorConfig(seed=a.seed), workers=a.workers, progress=True)
@@ -87,7 +91,7 @@ def _merge_run(a: argparse.Namespace) -> int:
     extra = {"train_config": second.train_config,
              "merged": {"first": str(a.first), "second": str(a.second), "weight": a.weight,
                         "digests": [weights_digest(first), weights_digest(second)]}}
-    save_model(merged, out, 0, extra, dtype=torch.float16 if half else None)
+    out = save_model(merged, a.out, 0, extra, dtype=torch.float16 if half else None)
     print(f"wrote {out}: {1 - a.weight:g} x {a.first} + {a.weight:g} x {a.second}, with a "
           f"{prior.info['components']}-component prior fitted to {prior.info['images']} images")
     return 0

@@ -103,11 +103,16 @@ def save_with_prior(src: str | Path, model: CVAE, out: str | Path) -> Path:
     """Write `model` (its weights as loaded from `src`, plus the prior it now has) to `out`,
     keeping `src`'s metadata (training config, validation figures) and its float16 storage."""
     src, out = Path(src), Path(out)
-    if out.resolve() == src.resolve():
-        raise CheckpointError(f"--out {out} is the input model; write the model with its prior to a new file")
+    refuse_input_as_output(out, src)
     meta = read_metadata(src)
     extra = {k: v for k, v in meta.items() if k not in model_metadata(model, 0)}
     return save_model(model, out, int(meta.get("step", 0)), extra, dtype=torch.float16 if stored_in_half(src) else None)
+
+
+def refuse_input_as_output(out: str | Path, *inputs: str | Path) -> None:
+    """A model derived from others is written to a new file, never over one it was made from."""
+    if any(Path(out).resolve() == Path(i).resolve() for i in inputs):
+        raise CheckpointError(f"--out {out} is an input model; write the new model to a new file")
 
 
 def stored_in_half(path: str | Path) -> bool:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -254,11 +254,18 @@ def _shares(sizes: list[int], k: int) -> list[int]:
     return out
 
 
+class _Fit(NamedTuple):
+    log_weights: torch.Tensor
+    means: torch.Tensor
+    scale_tril: torch.Tensor
+    label_logp: dict[str, torch.Tensor]
+    log_likelihood: float  # mean per latent
+    iterations: int
+
+
 def _em(z: torch.Tensor, y: dict[str, torch.Tensor], conditions: dict[str, list[str]], k: int, cfg: PriorConfig,
-        pooled: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict, float, int]:
-    """EM for one joint mixture of k components on z [N, d] (float64): log weights, means,
-    Cholesky factors, per-factor label log-probabilities, the final mean log-likelihood and the
-    iterations run."""
+        pooled: torch.Tensor, g: torch.Generator) -> _Fit:
+    """EM for one joint mixture of k components on z [N, d] (float64)."""
     n, d = z.shape
     nu = cfg.shrinkage or float(d)
     means = _kmeans_init(z, k, g)
@@ -295,7 +302,7 @@ def _em(z: torch.Tensor, y: dict[str, torch.Tensor], conditions: dict[str, list[
         if ll - last < cfg.tol:
             break
         last = ll
-    return log_w, means, tril, label_logp, ll, it + 1
+    return _Fit(log_w, means, tril, label_logp, ll, it + 1)
 
 
 def fit_mixture(
@@ -323,22 +330,20 @@ def fit_mixture(
     groups = [torch.ones(n, dtype=torch.bool)] if split not in y else [
         y[split] == v for v in torch.unique(y[split]).tolist()]
     sizes = [int(rows.sum()) for rows in groups]
-    fits = []
-    for rows, m, k in zip(groups, sizes, _shares(sizes, cfg.components)):
-        # Each group's covariances shrink toward the pooled one of all latents: a small label stays
-        # well conditioned even with fewer latents than dimensions.
-        fit = _em(z[rows], {f: v[rows] for f, v in y.items()}, conditions, min(k, m // 2 if m >= 4 else 1),
-                  cfg, pooled, g)
-        fits.append((math.log(m / n), fit))
-    k = sum(len(fit[1]) for _, fit in fits)
+    shares = [math.log(m / n) for m in sizes]
+    # Each group's covariances shrink toward the pooled one of all latents: a small label stays
+    # well conditioned even with fewer latents than dimensions.
+    fits = [_em(z[rows], {f: v[rows] for f, v in y.items()}, conditions, min(k, m // 2 if m >= 4 else 1), cfg, pooled, g)
+            for rows, m, k in zip(groups, sizes, _shares(sizes, cfg.components))]
+    k = sum(len(fit.means) for fit in fits)
     prior = MixturePrior(d, k, conditions)
-    prior.log_weights.copy_(torch.cat([share + fit[0] for share, fit in fits]).float())
-    prior.means.copy_(torch.cat([fit[1] for _, fit in fits]).float())
-    prior.scale_tril.copy_(torch.cat([fit[2] for _, fit in fits]).float())
+    prior.log_weights.copy_(torch.cat([share + fit.log_weights for share, fit in zip(shares, fits)]).float())
+    prior.means.copy_(torch.cat([fit.means for fit in fits]).float())
+    prior.scale_tril.copy_(torch.cat([fit.scale_tril for fit in fits]).float())
     for f in conditions:
-        prior.label_logp(f).copy_(torch.cat([fit[3][f] for _, fit in fits]).float())
-    ll = sum(math.exp(share) * (fit[4] + share) for share, fit in fits)
-    iterations = max(fit[5] for _, fit in fits)
+        prior.label_logp(f).copy_(torch.cat([fit.label_logp[f] for fit in fits]).float())
+    ll = sum(math.exp(share) * (fit.log_likelihood + share) for share, fit in zip(shares, fits))
+    iterations = max(fit.iterations for fit in fits)
     for f, labs in conditions.items():
         for i in range(len(labs)):
             pts = z[y[f] == i] if f in y else z[:0]
